@@ -1,0 +1,66 @@
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from allumi.accounts.models import ApiKey, Creator
+
+
+class SignUpForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False, label="Your name")
+    email = forms.EmailField(max_length=254)
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        if Creator.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email already exists. Sign in instead.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            candidate = Creator(email=cleaned.get("email", ""), name=cleaned.get("name", ""))
+            try:
+                password_validation.validate_password(password, candidate)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "unconfirmed": "Confirm your email first: we have sent you a new confirmation link.",
+    }
+
+    def clean_username(self):
+        return self.cleaned_data["username"].strip().lower()
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not user.email_confirmed:
+            from allumi.accounts.services import email_confirmation_send
+
+            email_confirmation_send(creator=user)
+            raise forms.ValidationError(self.error_messages["unconfirmed"], code="unconfirmed")
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = Creator
+        fields = ["name", "currency"]
+        help_texts = {"currency": "ISO 4217 code used when a conversion names none, for example USD or EUR."}
+
+    def clean_currency(self):
+        currency = self.cleaned_data["currency"].strip().upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise forms.ValidationError("Use a three-letter ISO 4217 code such as USD.")
+        return currency
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=80)
+    kind = forms.ChoiceField(choices=ApiKey.Kind.choices)

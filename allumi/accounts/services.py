@@ -1,0 +1,103 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from allumi.accounts.keys import PUBLISHABLE_PREFIX, SECRET_PREFIX, hash_key, new_key
+from allumi.accounts.models import ApiKey, Creator
+
+_CONFIRM_SALT = "allumi.accounts.confirm-email"
+# last_used_at is a hint for the creator, not an audit log: write it at most once a minute per key.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class CreatorExists(Exception):
+    pass
+
+
+def creator_create(*, email: str, password: str | None, name: str = "", confirmed: bool = False) -> Creator:
+    email = Creator.objects.normalize_email(email).strip().lower()
+    if Creator.objects.filter(email__iexact=email).exists():
+        raise CreatorExists(email)
+    try:
+        with transaction.atomic():
+            return Creator.objects.create_user(
+                email=email,
+                password=password,
+                name=name,
+                email_confirmed_at=timezone.now() if confirmed else None,
+            )
+    except IntegrityError:
+        # Two sign-ups raced past the check above: the unique constraint decides.
+        raise CreatorExists(email) from None
+
+
+def email_confirmation_token(*, creator: Creator) -> str:
+    return signing.dumps({"id": creator.pk, "email": creator.email}, salt=_CONFIRM_SALT)
+
+
+def email_confirmation_send(*, creator: Creator) -> None:
+    token = email_confirmation_token(creator=creator)
+    link = settings.SITE_URL + reverse("accounts:confirm_email", args=[token])
+    context = {"creator": creator, "link": link}
+    send_mail(
+        subject="Confirm your email for Allumi",
+        message=render_to_string("accounts/email/confirm_email.txt", context),
+        html_message=render_to_string("accounts/email/confirm_email.html", context),
+        from_email=None,
+        recipient_list=[creator.email],
+    )
+
+
+def creator_confirm_email(*, token: str) -> Creator:
+    """Mark the creator named by `token` as confirmed; ValidationError if it is bad or expired."""
+    try:
+        data = signing.loads(token, salt=_CONFIRM_SALT, max_age=settings.EMAIL_CONFIRMATION_MAX_AGE)
+    except signing.SignatureExpired:
+        raise ValidationError("This confirmation link has expired. Sign in to get a new one.") from None
+    except signing.BadSignature:
+        raise ValidationError("This confirmation link is not valid.") from None
+    creator = Creator.objects.filter(pk=data.get("id"), email=data.get("email")).first()
+    if creator is None:
+        raise ValidationError("This confirmation link is not valid.")
+    if creator.email_confirmed_at is None:
+        creator.email_confirmed_at = timezone.now()
+        creator.save(update_fields=["email_confirmed_at"])
+    return creator
+
+
+def api_key_create(*, creator: Creator, kind: str, name: str) -> tuple[ApiKey, str]:
+    """A new key for `creator`; returns the row and the key itself, which is never stored."""
+    raw = new_key(SECRET_PREFIX if kind == ApiKey.Kind.SECRET else PUBLISHABLE_PREFIX)
+    api_key = ApiKey.objects.create(
+        creator=creator, kind=kind, name=name.strip() or kind.title(), prefix=raw[:12], key_hash=hash_key(raw)
+    )
+    return api_key, raw
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_key_authenticate(*, raw: str, kind: str) -> ApiKey | None:
+    """The active key of `kind` matching `raw`, with its creator; None if there is none."""
+    if not raw or len(raw) > 100:
+        return None
+    api_key = (
+        ApiKey.objects.select_related("creator")
+        .filter(key_hash=hash_key(raw), kind=kind, revoked_at__isnull=True, creator__is_active=True)
+        .first()
+    )
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key

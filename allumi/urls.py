@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.shortcuts import redirect
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from allumi.core import health
+from attribution import redirect as short_links
+from attribution.urls import link_page_patterns
+from links.urls import api_patterns as link_api_patterns
+from links.urls import page_patterns as link_page_edit_patterns
+
+
+def home(request):
+    return redirect("links:list" if request.user.is_authenticated else "accounts:login")
+
+
+urlpatterns = [
+    # the short links themselves
+    path("l/<str:short_id>", short_links.follow_link, name="follow_link"),
+    # dashboard
+    path("", home, name="home"),
+    path("accounts/", include("allumi.accounts.urls")),
+    path("links/", include((link_page_patterns + link_page_edit_patterns, "links"))),
+    # REST API and its documentation
+    path("api/v1/", include((link_api_patterns, "links_api"))),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    # operations
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]

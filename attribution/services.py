@@ -1,0 +1,228 @@
+import contextlib
+import json
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+
+from allumi.accounts.keys import random_base62
+from allumi.core.breaker import redis_breaker
+from allumi.core.client_ip import client_ip, network_prefix
+from attribution import buffer
+from attribution.enrich import (
+    bot_reason,
+    country_for_ip,
+    fingerprint,
+    first_language,
+    parse_user_agent,
+    referrer_domain,
+)
+from attribution.models import Click
+
+logger = logging.getLogger(__name__)
+
+UNIQUE_WINDOW = timedelta(hours=1)
+_UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+_CDN_COUNTRY_HEADERS = ("HTTP_CF_IPCOUNTRY", "HTTP_CLOUDFRONT_VIEWER_COUNTRY", "HTTP_X_VERCEL_IP_COUNTRY")
+_VISITOR_SIGNER = signing.Signer(salt="allumi.visitor")
+
+
+# --- identifiers ---------------------------------------------------------------------------
+
+
+def new_click_id() -> str:
+    return "c_" + random_base62(12)
+
+
+def visitor_id_from_cookie(value: str | None) -> str | None:
+    """The visitor id inside a signed `allumi_vid` cookie value, or None if it is missing or forged."""
+    if not value or len(value) > 100:
+        return None
+    try:
+        visitor_id = _VISITOR_SIGNER.unsign(value)
+    except signing.BadSignature:
+        return None
+    return visitor_id if 16 <= len(visitor_id) <= 32 and visitor_id.isalnum() else None
+
+
+def visitor_cookie_value(visitor_id: str) -> str:
+    return _VISITOR_SIGNER.sign(visitor_id)
+
+
+def new_visitor_id() -> str:
+    return secrets.token_hex(11)
+
+
+# --- capture (the redirect's hot path) ------------------------------------------------------
+
+
+def click_payload(*, request, link_id: int, creator_id: int, click_id: str, visitor_id: str, occurred_at: float) -> dict:
+    """The raw signals of one request, cheap to gather and JSON-safe for the buffer."""
+    meta = request.META
+    ip = client_ip(request)
+    payload = {
+        "id": click_id,
+        "link": link_id,
+        "creator": creator_id,
+        "ts": occurred_at,
+        "method": request.method,
+        "ip": ip,
+        "ua": meta.get("HTTP_USER_AGENT", "")[:1024],
+        "al": meta.get("HTTP_ACCEPT_LANGUAGE", "")[:255],
+        "ae": meta.get("HTTP_ACCEPT_ENCODING", "")[:255],
+        "ch": meta.get("HTTP_SEC_CH_UA_PLATFORM", "")[:64] + meta.get("HTTP_SEC_CH_UA_MOBILE", "")[:8],
+        "ref": meta.get("HTTP_REFERER", "")[:2048],
+        "vid": visitor_id,
+    }
+    query = request.GET
+    if query:
+        utm = {name: query[name][:100] for name in _UTM_PARAMS if query.get(name)}
+        if utm:
+            payload["utm"] = utm
+    if ip and ip != meta.get("REMOTE_ADDR"):
+        # The request came through a trusted proxy (a CDN): its country header can be believed.
+        for header in _CDN_COUNTRY_HEADERS:
+            if meta.get(header):
+                payload["cc"] = meta[header][:2].upper()
+                break
+    return payload
+
+
+def click_capture(*, payload: dict) -> None:
+    """Make one click durable: appended to the Redis buffer, or written to the database directly
+    when there is no Redis or it does not answer. Never raises for a Redis failure."""
+    if buffer.buffer_enabled() and not redis_breaker.is_open:
+        try:
+            buffer.client().rpush(buffer.CLICK_BUFFER_KEY, json.dumps(payload, separators=(",", ":")))
+            return
+        except Exception as error:  # Redis down or slow: fall through to the database
+            redis_breaker.trip(error)
+    clicks_store(payloads=[payload])
+
+
+# --- storing ---------------------------------------------------------------------------------
+
+
+def _click_from_payload(payload: dict) -> Click:
+    user_agent = payload.get("ua", "")
+    reason = "head_request" if payload.get("method") == "HEAD" else bot_reason(user_agent)
+    browser, os_name, device, model = parse_user_agent(user_agent)
+    ip = payload.get("ip")
+    network = network_prefix(ip)
+    utm = payload.get("utm", {})
+    return Click(
+        public_id=payload["id"],
+        link_id=payload["link"],
+        creator_id=payload["creator"],
+        occurred_at=datetime.fromtimestamp(payload["ts"], tz=UTC),
+        method=payload.get("method", "GET")[:8],
+        ip=ip,
+        network=network,
+        user_agent=user_agent,
+        browser=browser,
+        os=os_name,
+        device_type="bot" if reason and reason != "head_request" else device,
+        device_model=model,
+        accept_language=payload.get("al", ""),
+        language=first_language(payload.get("al", "")),
+        referrer=payload.get("ref", ""),
+        referrer_domain=referrer_domain(payload.get("ref", "")),
+        visitor_id=payload.get("vid", ""),
+        fingerprint=fingerprint(
+            user_agent=user_agent,
+            accept_language=payload.get("al", ""),
+            accept_encoding=payload.get("ae", ""),
+            client_hints=payload.get("ch", ""),
+            network=network,
+        ),
+        country=payload.get("cc") or country_for_ip(ip),
+        is_bot=bool(reason),
+        bot_reason=reason,
+        **{name: utm.get(name, "") for name in _UTM_PARAMS},
+    )
+
+
+def _mark_unique(clicks: list[Click]) -> None:
+    """Flag each human click that is its visitor's first on that link within UNIQUE_WINDOW."""
+    humans = [click for click in clicks if not click.is_bot and click.visitor_id]
+    if not humans:
+        return
+    start = min(click.occurred_at for click in humans) - UNIQUE_WINDOW
+    end = max(click.occurred_at for click in humans)
+    earlier = Click.objects.filter(
+        is_bot=False,
+        visitor_id__in={click.visitor_id for click in humans},
+        link_id__in={click.link_id for click in humans},
+        occurred_at__gte=start,
+        occurred_at__lte=end,
+    ).exclude(public_id__in=[click.public_id for click in humans])
+    events = [(when, 0, (link_id, visitor_id), None) for link_id, visitor_id, when in earlier.values_list("link_id", "visitor_id", "occurred_at")]
+    events += [(click.occurred_at, 1, (click.link_id, click.visitor_id), click) for click in humans]
+    last_seen: dict[tuple, datetime] = {}
+    for when, _, key, click in sorted(events, key=lambda event: (event[0], event[1])):
+        if click is not None:
+            previous = last_seen.get(key)
+            click.is_unique = previous is None or when - previous >= UNIQUE_WINDOW
+        last_seen[key] = when
+
+
+def clicks_store(*, payloads: list[dict]) -> int:
+    """Write buffered clicks to the database. Safe to repeat: a click id already stored is skipped,
+    so a flusher that dies after inserting and before trimming the buffer loses and doubles nothing."""
+    clicks = [_click_from_payload(payload) for payload in payloads]
+    _mark_unique(clicks)
+    with transaction.atomic():
+        Click.objects.bulk_create(clicks, ignore_conflicts=True, batch_size=1000)
+    return len(clicks)
+
+
+def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
+    """Move clicks from the Redis buffer into the database, one batch at a time.
+
+    A lock keeps one flusher at a time; a batch is removed from the buffer only after its insert
+    has committed, so a flusher killed at any point leaves every click either stored or buffered.
+    """
+    if not buffer.buffer_enabled():
+        return 0
+    batch_size = batch_size or settings.CLICK_FLUSH_BATCH_SIZE
+    redis_client = buffer.client()
+    lock = redis_client.lock(buffer.FLUSH_LOCK_KEY, timeout=30, blocking=False)
+    if not lock.acquire():
+        return 0
+    stored = 0
+    batches = 0
+    try:
+        while max_batches is None or batches < max_batches:
+            raw = redis_client.lrange(buffer.CLICK_BUFFER_KEY, 0, batch_size - 1)
+            if not raw:
+                break
+            payloads = []
+            for item in raw:
+                try:
+                    payloads.append(json.loads(item))
+                except ValueError:
+                    logger.error("dropping an unreadable buffered click: %r", item[:200])
+            clicks_store(payloads=payloads)
+            if not lock.owned():
+                # Our lock expired and another flusher may be trimming: stop without touching the
+                # buffer; the rows just written are skipped when that batch is read again.
+                logger.warning("click flush lock lost; stopping")
+                break
+            redis_client.ltrim(buffer.CLICK_BUFFER_KEY, len(raw), -1)
+            lock.extend(30, replace_ttl=True)
+            stored += len(payloads)
+            batches += 1
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):  # expired already: nothing to release
+            lock.release()
+    return stored
+
+
+def clicks_buffered() -> int:
+    if not buffer.buffer_enabled():
+        return 0
+    return buffer.client().llen(buffer.CLICK_BUFFER_KEY)
