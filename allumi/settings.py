@@ -208,8 +208,12 @@ CELERY_BEAT_SCHEDULE = {
 LINK_CACHE_LOCAL_TTL = env_float("LINK_CACHE_LOCAL_TTL", 5.0)
 LINK_CACHE_SHARED_TTL = env_int("LINK_CACHE_SHARED_TTL", 300, minimum=1)
 CLICK_FLUSH_BATCH_SIZE = env_int("CLICK_FLUSH_BATCH_SIZE", 2000, minimum=1)
+# A flusher that dies keeps the buffer locked this long; each batch renews the lock.
+CLICK_FLUSH_LOCK_TIMEOUT = env_int("CLICK_FLUSH_LOCK_TIMEOUT", 30, minimum=1)
 VISITOR_COOKIE_NAME = "allumi_vid"
 VISITOR_COOKIE_MAX_AGE = 60 * 60 * 24 * 365
+# Production: Secure; SameSite=None so the cookie also travels with the track API's CORS calls.
+VISITOR_COOKIE_SECURE = not DEBUG
 
 
 # --- auth, sessions, email ------------------------------------------------------------------

@@ -61,7 +61,7 @@ def follow_link(request, short_id: str):
         cookie,
         max_age=settings.VISITOR_COOKIE_MAX_AGE,
         httponly=True,
-        secure=not settings.DEBUG,
-        samesite="Lax" if settings.DEBUG else "None",
+        secure=settings.VISITOR_COOKIE_SECURE,
+        samesite="None" if settings.VISITOR_COOKIE_SECURE else "Lax",
     )
     return response

@@ -190,7 +190,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
         return 0
     batch_size = batch_size or settings.CLICK_FLUSH_BATCH_SIZE
     redis_client = buffer.client()
-    lock = redis_client.lock(buffer.FLUSH_LOCK_KEY, timeout=30, blocking=False)
+    lock = redis_client.lock(buffer.FLUSH_LOCK_KEY, timeout=settings.CLICK_FLUSH_LOCK_TIMEOUT, blocking=False)
     if not lock.acquire():
         return 0
     stored = 0
@@ -213,7 +213,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
                 logger.warning("click flush lock lost; stopping")
                 break
             redis_client.ltrim(buffer.CLICK_BUFFER_KEY, len(raw), -1)
-            lock.extend(30, replace_ttl=True)
+            lock.extend(settings.CLICK_FLUSH_LOCK_TIMEOUT, replace_ttl=True)
             stored += len(payloads)
             batches += 1
     finally:

@@ -1,0 +1,145 @@
+"""The click buffer: Redis in front of the database, and what happens when parts of it fail."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from attribution import buffer
+from attribution.models import Click
+from attribution.services import clicks_flush, new_click_id
+from links.services import link_create
+
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+@pytest.fixture
+def link(alice):
+    return link_create(creator=alice, url="https://shop.example/offer")
+
+
+def _follow(client, link, times=1):
+    for _ in range(times):
+        assert client.get(f"/l/{link.short_id}", HTTP_USER_AGENT=BROWSER).status_code == 302
+
+
+def test_a_click_waits_in_redis_until_the_flusher_stores_it(client, link, redis_url):
+    _follow(client, link, times=3)
+
+    assert Click.objects.count() == 0
+    assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 3
+
+    assert clicks_flush() == 3
+    assert Click.objects.count() == 3
+    assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 0
+
+
+def test_flushing_twice_stores_each_click_once(client, link, redis_url):
+    _follow(client, link, times=2)
+    raw = buffer.client().lrange(buffer.CLICK_BUFFER_KEY, 0, -1)
+    clicks_flush()
+
+    # A flusher that died after its insert but before trimming leaves the same batch behind.
+    buffer.client().rpush(buffer.CLICK_BUFFER_KEY, *raw)
+    clicks_flush()
+
+    assert Click.objects.count() == 2
+
+
+def test_a_flusher_that_holds_the_lock_keeps_others_out(client, link, redis_url):
+    _follow(client, link)
+    held = buffer.client().lock(buffer.FLUSH_LOCK_KEY, timeout=5)
+    assert held.acquire(blocking=False)
+    try:
+        assert clicks_flush() == 0
+        assert Click.objects.count() == 0
+    finally:
+        held.release()
+    assert clicks_flush() == 1
+
+
+def test_redirects_work_and_store_clicks_when_redis_is_unreachable(client, link, settings):
+    # Nothing listens on this port: the buffer and the shared link cache both fail to connect.
+    dead = "redis://127.0.0.1:6390/0"
+    settings.REDIS_URL = dead
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": dead,
+            "OPTIONS": {"socket_connect_timeout": 0.1, "socket_timeout": 0.1},
+        }
+    }
+    started = time.monotonic()
+
+    _follow(client, link, times=20)
+
+    assert Click.objects.count() == 20
+    # The breaker stops the hot path from paying a connect timeout on every request.
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killing_the_flusher_midway_loses_no_click(link, redis_url, tmp_path):
+    total = 6000
+    client = buffer.client()
+    payloads = [
+        json.dumps(
+            {"id": new_click_id(), "link": link.id, "creator": link.creator_id, "ts": time.time() - i,
+             "method": "GET", "ip": f"81.2.69.{i % 250 + 1}", "ua": BROWSER, "al": "en-US", "vid": f"{i % 900:022d}"}
+        )
+        for i in range(total)
+    ]
+    client.rpush(buffer.CLICK_BUFFER_KEY, *payloads)
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        database_url = f"sqlite:///{db['NAME']}"
+    else:
+        database_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        CLICK_FLUSH_LOCK_TIMEOUT="2",
+    )
+    flusher = subprocess.Popen(
+        [sys.executable, "manage.py", "flush_clicks", "--batch-size", "250"],
+        cwd=django_settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while Click.objects.count() == 0 and flusher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        flusher.send_signal(signal.SIGKILL)
+        flusher.wait(10)
+    finally:
+        if flusher.poll() is None:
+            flusher.kill()
+    stored_before = Click.objects.count()
+    assert 0 < stored_before < total, "the flusher should have been killed midway"
+
+    # The dead flusher's lock expires; the next flush run picks up where it stopped.
+    time.sleep(2.2)
+    clicks_flush()
+
+    assert Click.objects.count() == total
+    assert Click.objects.values("public_id").distinct().count() == total
+    assert client.llen(buffer.CLICK_BUFFER_KEY) == 0
+
+
+def test_an_unreadable_buffered_click_does_not_block_the_rest(client, link, redis_url):
+    buffer.client().rpush(buffer.CLICK_BUFFER_KEY, b"{not json")
+    _follow(client, link)
+
+    clicks_flush()
+
+    assert Click.objects.count() == 1
+    assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 0
+
