@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from allumi.core import health
 from attribution import redirect as short_links
+from attribution.urls import api_patterns as attribution_api_patterns
 from attribution.urls import link_page_patterns
 from links.urls import api_patterns as link_api_patterns
 from links.urls import page_patterns as link_page_edit_patterns
@@ -23,6 +24,7 @@ urlpatterns = [
     path("links/", include((link_page_patterns + link_page_edit_patterns, "links"))),
     # REST API and its documentation
     path("api/v1/", include((link_api_patterns, "links_api"))),
+    path("api/v1/", include((attribution_api_patterns, "attribution_api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     # operations

@@ -56,3 +56,177 @@ class Click(models.Model):
 
     def __str__(self):
         return self.public_id
+
+
+class AttributionModel(models.TextChoices):
+    FIRST_TOUCH = "first_touch", "First touch"
+    LAST_TOUCH = "last_touch", "Last touch"
+    LINEAR = "linear", "Linear"
+    TIME_DECAY = "time_decay", "Time decay"
+    POSITION_BASED = "position_based", "Position based (40/20/40)"
+
+
+class AttributionSettings(models.Model):
+    """A creator's attribution choices. Changing window or half-life starts a recompute."""
+
+    creator = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attribution_settings")
+    default_model = models.CharField(max_length=32, choices=AttributionModel.choices, default=AttributionModel.LAST_TOUCH)
+    window_days = models.PositiveSmallIntegerField(default=30, help_text="How far back clicks can earn credit (1–90 days).")
+    half_life_days = models.DecimalField(max_digits=5, decimal_places=2, default=7, help_text="Time decay: a click this many days older gets half the weight.")
+    respect_do_not_track = models.BooleanField(default=False, help_text="The snippet sends nothing from browsers with Do Not Track on.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(window_days__gte=1, window_days__lte=90), name="attribution_window_1_90"),
+            models.CheckConstraint(condition=models.Q(half_life_days__gt=0), name="attribution_half_life_positive"),
+        ]
+
+
+class Identity(models.Model):
+    """A person as Allumi knows them: the identifiers below, and the clicks and conversions they tie.
+
+    Merged identities point at the survivor (`merged_into`); the merge is recorded in IdentityMerge
+    with its evidence and can be undone by an operator.
+    """
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+
+    def __str__(self):
+        return f"identity {self.pk}"
+
+
+class Identifier(models.Model):
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        VISITOR = "visitor", "Visitor cookie"
+        CLICK = "click", "Click id"
+        WHOP_USER = "whop_user", "Whop user"
+        EXTERNAL = "external", "External customer id"
+        FINGERPRINT = "fingerprint", "Fingerprint"
+
+    DETERMINISTIC = (Kind.EMAIL, Kind.VISITOR, Kind.CLICK, Kind.WHOP_USER, Kind.EXTERNAL)
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="identifiers")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # A deterministic identifier belongs to one identity; a fingerprint may be shared.
+            models.UniqueConstraint(
+                fields=["creator", "kind", "value"], condition=~models.Q(kind="fingerprint"), name="identifier_unique_deterministic"
+            ),
+            models.UniqueConstraint(fields=["identity", "kind", "value"], name="identifier_unique_per_identity"),
+        ]
+        indexes = [models.Index(fields=["creator", "kind", "value"], name="identifier_lookup")]
+
+    def __str__(self):
+        return f"{self.kind}:{self.value}"
+
+
+class IdentityMerge(models.Model):
+    """The record of one merge: which identifier tied two identities, when, and what moved."""
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    survivor = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="merges_won")
+    merged = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="merges_lost")
+    evidence_kind = models.CharField(max_length=16)
+    evidence_value = models.CharField(max_length=255)
+    moved_identifier_ids = models.JSONField(default=list)
+    moved_conversion_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+
+
+class Conversion(models.Model):
+    class Source(models.TextChoices):
+        TRACK = "track", "Track API"
+        WHOP = "whop", "Whop"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ATTRIBUTED = "attributed", "Attributed"
+        UNATTRIBUTED = "unattributed", "Unattributed"
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversions")
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    event = models.CharField(max_length=64)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    refunded_amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="USD")
+    occurred_at = models.DateTimeField()
+    # Signals that arrived with the conversion.
+    email = models.CharField(max_length=254, blank=True)
+    click_id = models.CharField(max_length=64, blank=True)
+    visitor_id = models.CharField(max_length=32, blank=True)
+    whop_user_id = models.CharField(max_length=64, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    network = models.CharField(max_length=64, blank=True)
+    user_agent = models.TextField(blank=True)
+    accept_language = models.CharField(max_length=255, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # What attribution concluded.
+    identity = models.ForeignKey(Identity, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversions")
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    attributed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["creator", "external_id"], condition=models.Q(external_id__isnull=False), name="conversion_unique_external_id"
+            ),
+            models.CheckConstraint(condition=models.Q(confidence__isnull=True) | models.Q(confidence__lte=100), name="conversion_confidence_0_100"),
+            models.CheckConstraint(condition=models.Q(refunded_amount__gte=0), name="conversion_refund_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["creator", "-id"], name="conversion_creator_id"),
+            models.Index(fields=["creator", "occurred_at"], name="conversion_creator_time"),
+            models.Index(fields=["status", "created_at"], name="conversion_status_created"),
+            models.Index(fields=["identity"], name="conversion_identity"),
+        ]
+
+    def __str__(self):
+        return f"{self.event} {self.external_id or self.pk}"
+
+
+class Credit(models.Model):
+    """The share of one conversion's revenue a link earned under one model."""
+
+    conversion = models.ForeignKey(Conversion, on_delete=models.CASCADE, related_name="credits")
+    model = models.CharField(max_length=32, choices=AttributionModel.choices)
+    link = models.ForeignKey("links.Link", on_delete=models.PROTECT, related_name="credits")
+    weight = models.DecimalField(max_digits=7, decimal_places=6)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversion", "model", "link"], name="credit_unique_conversion_model_link"),
+        ]
+        indexes = [models.Index(fields=["link", "model"], name="credit_link_model")]
+
+
+class Recompute(models.Model):
+    """A creator-wide re-attribution (after a change of window or half-life), resumable by cursor."""
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recomputes")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    last_conversion_id = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def progress(self) -> int:
+        return 100 if not self.total else min(100, self.done * 100 // self.total)

@@ -1,9 +1,10 @@
 from datetime import datetime
+from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from allumi.accounts.models import Creator
-from attribution.models import Click
+from attribution.models import Click, Credit
 from links.models import Link
 
 _HUMAN = Q(is_bot=False)
@@ -38,3 +39,18 @@ def link_recent_clicks(*, link: Link, limit: int = 25) -> QuerySet[Click]:
 
 def creator_click_total(*, creator: Creator) -> int:
     return Click.objects.filter(creator=creator, is_bot=False).count()
+
+
+def link_stats(*, link: Link, model: str, start: datetime | None = None, end: datetime | None = None) -> dict:
+    """Traffic of a link in [start, end), and the conversions and net revenue it earned under `model`."""
+    credits = Credit.objects.filter(link=link, model=model)
+    if start is not None:
+        credits = credits.filter(conversion__occurred_at__gte=start)
+    if end is not None:
+        credits = credits.filter(conversion__occurred_at__lt=end)
+    earned = credits.aggregate(conversions=Count("conversion_id", distinct=True), revenue=Sum("revenue"))
+    return {
+        **link_traffic(link=link, start=start, end=end),
+        "conversions": earned["conversions"],
+        "revenue": earned["revenue"] or Decimal("0.00"),
+    }

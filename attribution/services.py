@@ -104,6 +104,28 @@ def click_capture(*, payload: dict) -> None:
     clicks_store(payloads=[payload])
 
 
+def request_signals(request) -> dict:
+    """What a browser's request to the track endpoint says about the person behind it."""
+    meta = request.META
+    ip = client_ip(request)
+    network = network_prefix(ip)
+    user_agent = meta.get("HTTP_USER_AGENT", "")[:1024]
+    accept_language = meta.get("HTTP_ACCEPT_LANGUAGE", "")[:255]
+    return {
+        "ip": ip,
+        "network": network,
+        "user_agent": user_agent,
+        "accept_language": accept_language,
+        "fingerprint": fingerprint(
+            user_agent=user_agent,
+            accept_language=accept_language,
+            accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", "")[:255],
+            client_hints=meta.get("HTTP_SEC_CH_UA_PLATFORM", "")[:64] + meta.get("HTTP_SEC_CH_UA_MOBILE", "")[:8],
+            network=network,
+        ),
+    }
+
+
 # --- storing ---------------------------------------------------------------------------------
 
 

@@ -1,9 +1,17 @@
 from django.urls import path
 
-from attribution import views
+from attribution import apis, views
 
 # dashboard pages under /links/ that report traffic
 link_page_patterns = [
     path("", views.link_list_page, name="list"),
     path("<int:link_id>/", views.link_detail_page, name="detail"),
+]
+
+# REST API under /api/v1/
+api_patterns = [
+    path("conversions/track", apis.ConversionTrackApi.as_view(), name="conversions_track"),
+    path("conversions", apis.ConversionListApi.as_view(), name="conversions_list"),
+    path("identities/<int:identity_id>", apis.IdentityDetailApi.as_view(), name="identity_detail"),
+    path("links/<int:link_id>/stats", apis.LinkStatsApi.as_view(), name="link_stats"),
 ]

@@ -1,5 +1,7 @@
 """Test settings: the real settings, with a fast password hasher and in-memory email."""
 
+import os
+
 from allumi.settings import *  # noqa: F403
 
 TESTING = True
@@ -12,4 +14,5 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not memory, so a subprocess in a test (a flusher we kill) sees the same database.
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}  # noqa: F405
+    # One file per test run, so that runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}  # noqa: F405

@@ -1,0 +1,343 @@
+"""Conversion services: recording a conversion once, and attributing it to the links that earned it.
+
+Confidence scale (0–100), from the strongest evidence that tied the conversion to its journey:
+  97  the conversion names a click id (allumi_cid) of a click in the journey
+  93  the conversion carries the visitor cookie of clicks in the journey
+  88  an email, Whop user or customer id links it to an identity whose cookie clicked
+  ≤80 probabilistic: the same server-side fingerprint (browser headers + network) as one visitor's
+      clicks, discounted by how many visitors share that fingerprint, how crowded the network is
+      (carrier NAT, offices) and how common the device is
+  ≤55 probabilistic: same network, device and language within a day, discounted the same way
+Below 25 a probabilistic match is not used and the conversion stays unattributed. The scale is
+calibrated by bench/journeys.py: conversions scored 90+ are right at least nine times in ten.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from allumi.accounts.models import Creator
+from attribution.credit import MODELS, link_weights, split_revenue
+from attribution.identities import identity_observe_fingerprint, identity_resolve
+from attribution.models import AttributionSettings, Click, Conversion, Credit, Identifier, Recompute
+
+logger = logging.getLogger(__name__)
+
+CONFIDENCE_CLICK_ID = 97
+CONFIDENCE_VISITOR = 93
+CONFIDENCE_LINKED_IDENTITY = 88
+CONFIDENCE_FINGERPRINT_MAX = 80
+CONFIDENCE_NETWORK_MAX = 55
+CONFIDENCE_FLOOR = 25
+NETWORK_MATCH_WINDOW = timedelta(hours=24)
+
+
+def attribution_settings_for(creator_id: int) -> AttributionSettings:
+    settings_, _ = AttributionSettings.objects.get_or_create(creator_id=creator_id)
+    return settings_
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+def conversion_record(
+    *,
+    creator: Creator,
+    event: str,
+    source: str,
+    external_id: str | None = None,
+    email: str = "",
+    click_id: str = "",
+    visitor_id: str = "",
+    whop_user_id: str = "",
+    amount: Decimal | None = None,
+    currency: str = "",
+    occurred_at: datetime | None = None,
+    metadata: dict | None = None,
+    signals: dict | None = None,
+) -> tuple[Conversion, bool]:
+    """Store a conversion once per external id; returns (conversion, created).
+
+    The unique constraint decides between concurrent duplicates, not a check before the insert.
+    Attribution is enqueued when the transaction commits; a conversion whose enqueue is lost stays
+    `pending` and the periodic sweep picks it up.
+    """
+    signals = signals or {}
+    conversion = Conversion(
+        creator=creator,
+        external_id=external_id or None,
+        event=event,
+        source=source,
+        email=email.strip().lower(),
+        click_id=click_id,
+        visitor_id=visitor_id,
+        whop_user_id=whop_user_id,
+        amount=amount,
+        currency=(currency or creator.currency or "USD").upper(),
+        occurred_at=occurred_at or timezone.now(),
+        metadata=metadata or {},
+        ip=signals.get("ip"),
+        network=signals.get("network", ""),
+        user_agent=signals.get("user_agent", ""),
+        accept_language=signals.get("accept_language", ""),
+        fingerprint=signals.get("fingerprint", ""),
+    )
+    if external_id:
+        try:
+            with transaction.atomic():
+                conversion.save(force_insert=True)
+        except IntegrityError:
+            return Conversion.objects.get(creator=creator, external_id=external_id), False
+    else:
+        conversion.save(force_insert=True)
+    _enqueue_attribution([conversion.id])
+    return conversion, True
+
+
+def _enqueue_attribution(conversion_ids: list[int]) -> None:
+    from attribution.tasks import attribute_conversion
+
+    def _send():
+        for conversion_id in conversion_ids:
+            try:
+                attribute_conversion.delay(conversion_id)
+            except Exception as error:  # broker down: the pending sweep will pick it up
+                logger.warning("could not enqueue attribution of conversion %s: %r", conversion_id, error)
+
+    transaction.on_commit(_send)
+
+
+# --- journeys ---------------------------------------------------------------------------------
+
+
+def _deterministic_keys(conversion: Conversion) -> tuple[list[tuple[str, str]], Click | None]:
+    keys = []
+    click = None
+    if conversion.click_id:
+        click = Click.objects.filter(creator_id=conversion.creator_id, public_id=conversion.click_id).first()
+        if click is not None:
+            keys.append((Identifier.Kind.CLICK, click.public_id))
+            if click.visitor_id:
+                keys.append((Identifier.Kind.VISITOR, click.visitor_id))
+    if conversion.visitor_id:
+        keys.append((Identifier.Kind.VISITOR, conversion.visitor_id))
+    if conversion.email:
+        keys.append((Identifier.Kind.EMAIL, conversion.email))
+    if conversion.whop_user_id:
+        keys.append((Identifier.Kind.WHOP_USER, conversion.whop_user_id))
+    customer = (conversion.metadata or {}).get("customer_id")
+    if isinstance(customer, str) and customer:
+        keys.append((Identifier.Kind.EXTERNAL, customer[:255]))
+    return keys, click
+
+
+def _window_clicks(conversion: Conversion, window_days: int):
+    return Click.objects.filter(
+        creator_id=conversion.creator_id,
+        is_bot=False,
+        occurred_at__gte=conversion.occurred_at - timedelta(days=window_days),
+        occurred_at__lte=conversion.occurred_at,
+    )
+
+
+def _identity_journey(conversion: Conversion, identity_id: int, window_days: int) -> list[Click]:
+    identifiers = Identifier.objects.filter(identity_id=identity_id, kind__in=[Identifier.Kind.VISITOR, Identifier.Kind.CLICK])
+    visitors = [value for kind, value in identifiers.values_list("kind", "value") if kind == Identifier.Kind.VISITOR]
+    clicks = [value for kind, value in identifiers.values_list("kind", "value") if kind == Identifier.Kind.CLICK]
+    if not visitors and not clicks:
+        return []
+    return list(
+        _window_clicks(conversion, window_days)
+        .filter(Q(visitor_id__in=visitors) | Q(public_id__in=clicks))
+        .only("id", "public_id", "link_id", "occurred_at", "visitor_id")
+        .order_by("occurred_at", "id")
+    )
+
+
+def _deterministic_confidence(conversion: Conversion, journey: list[Click]) -> tuple[int, str]:
+    if conversion.click_id and any(click.public_id == conversion.click_id for click in journey):
+        return CONFIDENCE_CLICK_ID, "click_id"
+    if conversion.visitor_id and any(click.visitor_id == conversion.visitor_id for click in journey):
+        return CONFIDENCE_VISITOR, "visitor_cookie"
+    return CONFIDENCE_LINKED_IDENTITY, "linked_identity"
+
+
+def _probabilistic_journey(conversion: Conversion, window_days: int) -> tuple[list[Click], int, dict]:
+    """The clicks of the one visitor whose signals match the conversion's, with a confidence.
+
+    A match is worth less the more people could have produced it: visitors sharing the
+    fingerprint, visitors on the same network (NAT), and clicks from the same kind of device.
+    """
+    if not conversion.network:
+        return [], 0, {}
+    window = _window_clicks(conversion, window_days)
+    network_visitors = window.filter(network=conversion.network).values("visitor_id").distinct().count()
+    if network_visitors == 0:
+        return [], 0, {}
+    all_clicks = window.count() or 1
+    same_agent = window.filter(user_agent=conversion.user_agent).count() if conversion.user_agent else all_clicks
+    agent_share = same_agent / all_clicks
+    # Others on this network who would produce the same signals by chance.
+    expected_lookalikes = max(network_visitors - 1, 0) * agent_share
+
+    method, ceiling = "fingerprint", CONFIDENCE_FINGERPRINT_MAX
+    candidates = window.filter(fingerprint=conversion.fingerprint) if conversion.fingerprint else window.none()
+    visitor_counts = list(candidates.values("visitor_id").annotate(n=Count("id")).order_by("-n")[:50])
+    if not visitor_counts and conversion.user_agent:
+        method, ceiling = "network_device_language", CONFIDENCE_NETWORK_MAX
+        language = conversion.accept_language.split(",", 1)[0].split(";", 1)[0].strip()
+        candidates = window.filter(
+            network=conversion.network,
+            user_agent=conversion.user_agent,
+            language=language[:16],
+            occurred_at__gte=conversion.occurred_at - NETWORK_MATCH_WINDOW,
+        )
+        visitor_counts = list(candidates.values("visitor_id").annotate(n=Count("id")).order_by("-n")[:50])
+    if not visitor_counts:
+        return [], 0, {}
+    matching_visitors = len(visitor_counts)
+    confidence = round(ceiling / (matching_visitors + expected_lookalikes))
+    evidence = {
+        "method": method,
+        "matching_visitors": matching_visitors,
+        "network_visitors": network_visitors,
+        "device_share": round(agent_share, 4),
+    }
+    if confidence < CONFIDENCE_FLOOR:
+        evidence["rejected"] = f"confidence {confidence} below {CONFIDENCE_FLOOR}"
+        return [], 0, evidence
+    # Several lookalike visitors: the most recent one is the likeliest converter.
+    best = max(
+        visitor_counts,
+        key=lambda row: candidates.filter(visitor_id=row["visitor_id"]).order_by("-occurred_at").values_list("occurred_at", flat=True)[0],
+    )
+    journey = list(
+        window.filter(visitor_id=best["visitor_id"]).only("id", "public_id", "link_id", "occurred_at", "visitor_id").order_by("occurred_at", "id")
+    )
+    return journey, confidence, evidence
+
+
+# --- attributing ------------------------------------------------------------------------------
+
+
+def _store_credits(conversion: Conversion, journey: list[Click], half_life_days: float) -> None:
+    Credit.objects.filter(conversion=conversion).delete()
+    touches = [(click.link_id, click.occurred_at) for click in journey]
+    net = max((conversion.amount or Decimal(0)) - conversion.refunded_amount, Decimal(0))
+    credits = []
+    for model in MODELS:
+        weights = link_weights(model, touches, conversion.occurred_at, half_life_days)
+        revenues = split_revenue(net, list(weights.values()))
+        credits += [
+            Credit(conversion=conversion, model=model, link_id=link_id, weight=weight, revenue=revenue)
+            for (link_id, weight), revenue in zip(weights.items(), revenues, strict=True)
+        ]
+    Credit.objects.bulk_create(credits)
+
+
+def conversion_attribute(*, conversion_id: int) -> Conversion:
+    """Resolve who converted, collect their journey in the window, and store credits under every
+    model. Idempotent: running it again replaces the credits with the same answer."""
+    conversion = Conversion.objects.select_related("creator").get(pk=conversion_id)
+    prefs = attribution_settings_for(conversion.creator_id)
+    keys, _ = _deterministic_keys(conversion)
+    merges = []
+    with transaction.atomic():
+        identity = None
+        if keys:
+            identity, merges = identity_resolve(creator=conversion.creator, keys=keys, seen_at=conversion.occurred_at)
+            identity_observe_fingerprint(identity=identity, fingerprint=conversion.fingerprint, seen_at=conversion.occurred_at)
+        conversion = Conversion.objects.select_for_update().get(pk=conversion_id)
+        journey = _identity_journey(conversion, identity.id, prefs.window_days) if identity else []
+        evidence: dict = {"identifiers": [{"kind": kind, "value": value} for kind, value in keys]}
+        if journey:
+            confidence, method = _deterministic_confidence(conversion, journey)
+            evidence["method"] = method
+        else:
+            journey, confidence, probabilistic = _probabilistic_journey(conversion, prefs.window_days)
+            evidence.update(probabilistic)
+        evidence["clicks"] = [click.public_id for click in journey]
+        conversion.identity = identity
+        conversion.evidence = evidence
+        conversion.attributed_at = timezone.now()
+        if journey:
+            conversion.status = Conversion.Status.ATTRIBUTED
+            conversion.confidence = confidence
+        else:
+            conversion.status = Conversion.Status.UNATTRIBUTED
+            conversion.confidence = None
+        conversion.save(update_fields=["identity", "evidence", "attributed_at", "status", "confidence"])
+        _store_credits(conversion, journey, float(prefs.half_life_days))
+        if merges:
+            # Late evidence: the merged identity's other conversions may now have a longer journey.
+            touched = Conversion.objects.filter(identity=identity).exclude(pk=conversion.pk).values_list("id", flat=True)
+            _enqueue_attribution(list(touched))
+    return conversion
+
+
+def conversion_refund(*, conversion: Conversion, refunded_amount: Decimal) -> Conversion:
+    """Set how much of a conversion was refunded; credits' revenue follows in the same proportions."""
+    with transaction.atomic():
+        conversion = Conversion.objects.select_for_update().get(pk=conversion.pk)
+        amount = conversion.amount or Decimal(0)
+        conversion.refunded_amount = min(max(refunded_amount, Decimal(0)), amount)
+        conversion.save(update_fields=["refunded_amount"])
+        net = amount - conversion.refunded_amount
+        for model in MODELS:
+            credits = list(Credit.objects.filter(conversion=conversion, model=model).order_by("id"))
+            for credit, revenue in zip(credits, split_revenue(net, [c.weight for c in credits]), strict=True):
+                credit.revenue = revenue
+            Credit.objects.bulk_update(credits, ["revenue"])
+    return conversion
+
+
+# --- sweeping and recomputing -----------------------------------------------------------------
+
+PENDING_GRACE = timedelta(minutes=1)
+RECOMPUTE_CHUNK = 500
+
+
+def conversions_pending_stale(*, limit: int = 5000) -> list[int]:
+    cutoff = timezone.now() - PENDING_GRACE
+    return list(
+        Conversion.objects.filter(status=Conversion.Status.PENDING, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def recompute_start(*, creator: Creator) -> Recompute:
+    """Start re-attributing every conversion of `creator` (after a change of window or half-life)."""
+    from attribution.tasks import recompute_creator
+
+    recompute = Recompute.objects.create(creator=creator, total=Conversion.objects.filter(creator=creator).count())
+    transaction.on_commit(lambda: recompute_creator.delay(recompute.id))
+    return recompute
+
+
+def recompute_run(*, recompute_id: int, chunk: int = RECOMPUTE_CHUNK, on_progress=None) -> Recompute:
+    """Work through a recompute from its cursor, committing progress after every chunk, so a
+    worker killed midway resumes where it stopped instead of starting over."""
+    recompute = Recompute.objects.get(pk=recompute_id)
+    while recompute.finished_at is None:
+        ids = list(
+            Conversion.objects.filter(creator_id=recompute.creator_id, id__gt=recompute.last_conversion_id)
+            .order_by("id")
+            .values_list("id", flat=True)[:chunk]
+        )
+        for conversion_id in ids:
+            conversion_attribute(conversion_id=conversion_id)
+        updates = {"done": recompute.done + len(ids)}
+        if ids:
+            updates["last_conversion_id"] = ids[-1]
+        else:
+            updates["finished_at"] = timezone.now()
+        Recompute.objects.filter(pk=recompute.pk).update(**updates)
+        recompute.refresh_from_db()
+        if on_progress is not None:
+            on_progress(recompute)
+    return recompute

@@ -1,0 +1,75 @@
+"""Multi-touch credit: how a conversion's value is split across the links of its journey.
+
+Pure functions over (link id, click time) touches. Weights are exact decimals with six places
+that sum to exactly 1; revenue is split in cents so that per-link revenue sums to the net amount.
+"""
+
+from collections import OrderedDict
+from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
+
+from attribution.models import AttributionModel
+
+WEIGHT_PLACES = 6
+_WEIGHT_UNIT = 10**WEIGHT_PLACES
+CENT = Decimal("0.01")
+MODELS = [choice.value for choice in AttributionModel]
+
+
+def touch_weights(model: str, times: list[datetime], converted_at: datetime, half_life_days: float) -> list[Fraction]:
+    """The weight of each touch (ordered oldest first) under `model`, summing to 1."""
+    n = len(times)
+    if n == 0:
+        return []
+    if model == AttributionModel.FIRST_TOUCH:
+        return [Fraction(1)] + [Fraction(0)] * (n - 1)
+    if model == AttributionModel.LAST_TOUCH:
+        return [Fraction(0)] * (n - 1) + [Fraction(1)]
+    if model == AttributionModel.LINEAR:
+        return [Fraction(1, n)] * n
+    if model == AttributionModel.POSITION_BASED:
+        if n == 1:
+            return [Fraction(1)]
+        if n == 2:
+            return [Fraction(1, 2), Fraction(1, 2)]
+        middle = Fraction(1, 5) / (n - 2)
+        return [Fraction(2, 5)] + [middle] * (n - 2) + [Fraction(2, 5)]
+    if model == AttributionModel.TIME_DECAY:
+        # weight = 2^(-age_days / half_life): a touch half_life days older counts half as much.
+        raw = [2.0 ** (-max((converted_at - t).total_seconds(), 0) / 86400 / half_life_days) for t in times]
+        total = sum(raw)
+        return [Fraction(value / total) for value in raw]
+    raise ValueError(f"unknown attribution model {model!r}")
+
+
+def _largest_remainder(shares: list[Fraction], total_units: int) -> list[int]:
+    """Integer units per share, summing to total_units, each within one unit of its exact value."""
+    exact = [share * total_units for share in shares]
+    units = [int(value) for value in exact]  # shares are non-negative: int() floors
+    short = total_units - sum(units)
+    by_remainder = sorted(range(len(shares)), key=lambda i: (exact[i] - units[i], -i), reverse=True)
+    for i in by_remainder[:short]:
+        units[i] += 1
+    return units
+
+
+def link_weights(model: str, touches: list[tuple[int, datetime]], converted_at: datetime, half_life_days: float) -> "OrderedDict[int, Decimal]":
+    """Per-link weights (six decimal places, summing to exactly 1), in order of first touch."""
+    weights = touch_weights(model, [when for _, when in touches], converted_at, half_life_days)
+    per_link: OrderedDict[int, Fraction] = OrderedDict()
+    for (link_id, _), weight in zip(touches, weights, strict=True):
+        per_link[link_id] = per_link.get(link_id, Fraction(0)) + weight
+    per_link = OrderedDict((link_id, weight) for link_id, weight in per_link.items() if weight > 0)
+    total = sum(per_link.values())
+    units = _largest_remainder([weight / total for weight in per_link.values()], _WEIGHT_UNIT)
+    return OrderedDict(
+        (link_id, Decimal(unit) / _WEIGHT_UNIT) for link_id, unit in zip(per_link, units, strict=True) if unit > 0
+    )
+
+
+def split_revenue(net: Decimal, weights: list[Decimal]) -> list[Decimal]:
+    """`net` split by `weights` in whole cents, summing to exactly `net`."""
+    cents = int((net / CENT).to_integral_value(rounding=ROUND_FLOOR))
+    units = _largest_remainder([Fraction(weight) for weight in weights], cents) if weights else []
+    return [Decimal(unit) * CENT for unit in units]
