@@ -94,11 +94,11 @@ def conversion_record(
             return Conversion.objects.get(creator=creator, external_id=external_id), False
     else:
         conversion.save(force_insert=True)
-    _enqueue_attribution([conversion.id])
+    conversions_enqueue_attribution([conversion.id])
     return conversion, True
 
 
-def _enqueue_attribution(conversion_ids: list[int]) -> None:
+def conversions_enqueue_attribution(conversion_ids: list[int]) -> None:
     from attribution.tasks import attribute_conversion
 
     def _send():
@@ -275,7 +275,7 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
         if merges:
             # Late evidence: the merged identity's other conversions may now have a longer journey.
             touched = Conversion.objects.filter(identity=identity).exclude(pk=conversion.pk).values_list("id", flat=True)
-            _enqueue_attribution(list(touched))
+            conversions_enqueue_attribution(list(touched))
     return conversion
 
 
