@@ -1,11 +1,13 @@
+import posixpath
 import re
-from urllib.parse import urlsplit
+import unicodedata
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 MAX_URL_LENGTH = 2048
-SLUG_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+SLUG_PATTERN = re.compile(r"[A-Za-z0-9_-]{3,64}")
 RESERVED_SLUGS = frozenset(
     """
     about account accounts admin allumi api app assets billing dashboard demo docs help healthz
@@ -13,11 +15,12 @@ RESERVED_SLUGS = frozenset(
     status support terms webhooks www
     """.split()
 )
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# Separators (spaces, line and paragraph breaks) and control or format characters.
+_FORBIDDEN_CATEGORIES = {"Zs", "Zl", "Zp", "Cc", "Cf"}
 
 
 def validate_slug(value: str) -> None:
-    if not SLUG_PATTERN.match(value):
+    if not SLUG_PATTERN.fullmatch(value):
         raise ValidationError(
             "Use 3 to 64 letters, digits, '-' or '_'.", code="invalid_slug"
         )
@@ -34,7 +37,7 @@ def _own_hosts() -> set[str]:
 def validate_destination(value: str) -> None:
     if len(value) > MAX_URL_LENGTH:
         raise ValidationError(f"URLs may be at most {MAX_URL_LENGTH} characters.", code="url_too_long")
-    if _CONTROL.search(value):
+    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value):
         raise ValidationError("URLs may not contain spaces or control characters.", code="invalid_url")
     try:
         parts = urlsplit(value)
@@ -48,5 +51,8 @@ def validate_destination(value: str) -> None:
     if parts.username is not None or parts.password is not None:
         raise ValidationError("URLs may not contain a user name or password.", code="credentials_in_url")
     del port
-    if parts.hostname.lower() in _own_hosts() and parts.path.startswith("/l/"):
+    # Compare what the server would route: a decoded path without dot segments, a host without
+    # its trailing dot. Otherwise /%6C/x or /./l/x would be a link that redirects to itself.
+    path = posixpath.normpath("/" + unquote(parts.path).lstrip("/"))
+    if parts.hostname.lower().rstrip(".") in _own_hosts() and (path + "/").startswith("/l/"):
         raise ValidationError("A link cannot point to another Allumi short link.", code="self_link")
