@@ -200,6 +200,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "flush-clicks": {"task": "attribution.tasks.flush_clicks", "schedule": 1.0},
     "sweep-pending-conversions": {"task": "attribution.tasks.sweep_pending_conversions", "schedule": 60.0},
+    "sweep-whop-events": {"task": "billing.tasks.sweep_whop_events", "schedule": 60.0},
+    "reconcile-whop-payments": {"task": "billing.tasks.reconcile_whop_payments", "schedule": 600.0},
 }
 
 
@@ -321,3 +323,7 @@ LOGGING = {
 SENTRY_DSN = env_str("SENTRY_DSN")
 WHOP_WEBHOOK_SECRET = env_str("WHOP_WEBHOOK_SECRET")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+# Limits per client address or key, as django-ratelimit rates ("<count>/<period>").
+RATELIMITS = {
+    "webhook_failures": env_str("RATELIMIT_WEBHOOK_FAILURES", "50/m"),
+}

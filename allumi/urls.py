@@ -7,6 +7,8 @@ from allumi.core import health
 from attribution import redirect as short_links
 from attribution.urls import api_patterns as attribution_api_patterns
 from attribution.urls import link_page_patterns
+from billing.urls import page_patterns as billing_page_patterns
+from billing.urls import webhook_patterns as billing_webhook_patterns
 from links.urls import api_patterns as link_api_patterns
 from links.urls import page_patterns as link_page_edit_patterns
 
@@ -18,10 +20,13 @@ def home(request):
 urlpatterns = [
     # the short links themselves
     path("l/<str:short_id>", short_links.follow_link, name="follow_link"),
+    # webhooks from Whop
+    path("webhooks/", include((billing_webhook_patterns, "billing_webhooks"))),
     # dashboard
     path("", home, name="home"),
     path("accounts/", include("allumi.accounts.urls")),
     path("links/", include((link_page_patterns + link_page_edit_patterns, "links"))),
+    path("settings/billing/", include((billing_page_patterns, "billing"))),
     # REST API and its documentation
     path("api/v1/", include((link_api_patterns, "links_api"))),
     path("api/v1/", include((attribution_api_patterns, "attribution_api"))),

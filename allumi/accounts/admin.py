@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
+from allumi.accounts.forms import CreatorAdminCreationForm
 from allumi.accounts.models import ApiKey, Creator
 
 
@@ -17,6 +18,7 @@ class CreatorAdmin(UserAdmin):
         ("Access", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
         ("Dates", {"fields": ["date_joined", "last_login"]}),
     ]
+    add_form = CreatorAdminCreationForm
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
 
 

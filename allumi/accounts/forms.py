@@ -1,6 +1,6 @@
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
 from allumi.accounts.models import ApiKey, Creator
 
@@ -64,3 +64,20 @@ class ProfileForm(forms.ModelForm):
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=80)
     kind = forms.ChoiceField(choices=ApiKey.Kind.choices)
+
+
+class CreatorPasswordResetForm(PasswordResetForm):
+    """Also for creators provisioned without a password (create_creator without --password):
+    the reset link is how they choose their first one."""
+
+    def get_users(self, email):
+        return Creator.objects.filter(email__iexact=email.strip(), is_active=True)
+
+
+class CreatorAdminCreationForm(UserCreationForm):
+    class Meta:
+        model = Creator
+        fields = ["email"]
+
+    def clean_email(self):
+        return self.cleaned_data["email"].strip().lower()

@@ -66,9 +66,11 @@ def creator_confirm_email(*, token: str) -> Creator:
     creator = Creator.objects.filter(pk=data.get("id"), email=data.get("email")).first()
     if creator is None:
         raise ValidationError("This confirmation link is not valid.")
-    if creator.email_confirmed_at is None:
-        creator.email_confirmed_at = timezone.now()
-        creator.save(update_fields=["email_confirmed_at"])
+    # A link confirms once: a used link in an old inbox must not keep signing its holder in.
+    confirmed = Creator.objects.filter(pk=creator.pk, email_confirmed_at__isnull=True).update(email_confirmed_at=timezone.now())
+    if not confirmed:
+        raise ValidationError("This email is already confirmed: log in with your password.")
+    creator.refresh_from_db()
     return creator
 
 

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from allumi.accounts import views
-from allumi.accounts.forms import LoginForm
+from allumi.accounts.forms import CreatorPasswordResetForm, LoginForm
 
 app_name = "accounts"
 
@@ -23,6 +23,7 @@ urlpatterns = [
         "password-reset/",
         auth_views.PasswordResetView.as_view(
             template_name="accounts/password_reset.html",
+            form_class=CreatorPasswordResetForm,
             email_template_name="accounts/email/password_reset.txt",
             html_email_template_name="accounts/email/password_reset.html",
             subject_template_name="accounts/email/password_reset_subject.txt",

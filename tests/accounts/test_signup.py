@@ -3,6 +3,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 
 from allumi.accounts.models import Creator
@@ -107,14 +108,18 @@ def test_it_lets_a_creator_log_in_once_confirmed(client):
 
 
 @pytest.mark.django_db
-def test_it_keeps_the_first_confirmation_time_when_a_link_is_followed_again(client):
+def test_it_refuses_a_confirmation_link_already_used_and_logs_nobody_in(client):
     _sign_up(client)
     path = _confirmation_path(mail.outbox[0])
     client.get(path)
     first = Creator.objects.get().email_confirmed_at
+    stranger = Client()
 
-    client.get(path)
+    response = stranger.get(path)
 
+    assert response.status_code == 400
+    assert "already confirmed" in response.content.decode()
+    assert "_auth_user_id" not in stranger.session
     assert Creator.objects.get().email_confirmed_at == first
 
 
@@ -204,3 +209,4 @@ def test_it_sends_a_signed_in_creator_to_their_links(alice_client):
     response = alice_client.get(SIGNUP)
 
     assert response.status_code == 302 and response["Location"] == LINKS
+

@@ -5,7 +5,6 @@ lives in billing because it is the one room that may use accounts, links and bil
 """
 
 import json
-import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -51,7 +50,7 @@ class Command(BaseCommand):
             "whop_webhook_secret": connection.signing_secret,
         }
         if options["json"]:
-            sys.stdout.write(json.dumps(result) + "\n")
+            self.stdout.write(json.dumps(result))
             return
         for name, value in result.items():
             self.stdout.write(f"{name}: {value}")

@@ -1,0 +1,105 @@
+"""`POST /webhooks/whop/<token>` (a creator's store) and `POST /webhooks/whop` (Allumi's own plans).
+
+Verify → store the raw delivery once → answer 2xx within milliseconds → Celery processes it.
+Only deliveries that fail verification count towards the per-address limit: a correctly signed
+delivery is never refused for rate.
+"""
+
+import hashlib
+import json
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from django_ratelimit.core import is_ratelimited
+
+from allumi.core.api import error_response
+from allumi.core.client_ip import client_ip
+from billing.models import WhopConnection, WhopEvent
+from billing.signatures import InvalidSignature, verify_delivery
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+_KEPT_HEADERS = ("webhook-id", "webhook-timestamp", "user-agent", "content-type")
+
+
+def _client_key(group, request) -> str:
+    return client_ip(request) or "unknown"
+
+
+def _receive(request, *, endpoint: str, secret: str, connection: WhopConnection | None):
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+        return error_response("payload_too_large", f"Webhook bodies may be at most {MAX_BODY_BYTES} bytes.", 413)
+    body = request.body
+    if len(body) > MAX_BODY_BYTES:
+        return error_response("payload_too_large", f"Webhook bodies may be at most {MAX_BODY_BYTES} bytes.", 413)
+    try:
+        webhook_id = verify_delivery(secret, request.headers, body)
+    except InvalidSignature as error:
+        if is_ratelimited(request, group="whop-webhook-failures", key=_client_key, rate=settings.RATELIMITS["webhook_failures"], increment=True):
+            response = error_response("rate_limited", "Too many deliveries with bad signatures from this address.", 429)
+            response["Retry-After"] = "60"
+            return response
+        return error_response("invalid_signature", f"Signature check failed: {error}.", 401)
+    try:
+        payload = json.loads(body)
+        event_type = payload["type"]
+        data = payload.get("data") or {}
+        if not isinstance(event_type, str) or not isinstance(data, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return error_response("malformed_body", "The body must be a JSON object with a 'type' and a 'data' object.", 400)
+    webhook_id = webhook_id or str(payload.get("id") or "") or "sha256:" + hashlib.sha256(body).hexdigest()
+    object_id = data.get("id") if isinstance(data.get("id"), str) else ""
+    try:
+        with transaction.atomic():
+            event = WhopEvent.objects.create(
+                endpoint=endpoint,
+                connection=connection,
+                webhook_id=webhook_id[:128],
+                event_type=event_type[:64],
+                object_id=object_id[:64],
+                headers={name: request.headers.get(name, "") for name in _KEPT_HEADERS if request.headers.get(name)},
+                body=body.decode("utf-8"),
+            )
+            if connection is not None:
+                WhopConnection.objects.filter(pk=connection.pk).update(last_delivery_at=event.received_at)
+    except IntegrityError:
+        return JsonResponse({"status": "duplicate"}, status=200)
+    from billing.tasks import process_whop_event
+
+    transaction.on_commit(lambda: _enqueue(process_whop_event, event.id))
+    return JsonResponse({"status": "received", "id": event.id}, status=200)
+
+
+def _enqueue(task, event_id: int) -> None:
+    try:
+        task.delay(event_id)
+    except Exception as error:  # broker down: the event is stored, and the sweep retries pending events
+        logger.warning("could not enqueue Whop event %s: %r", event_id, error)
+
+
+@csrf_exempt
+@require_POST
+def whop_webhook(request, token: str):
+    connection = WhopConnection.objects.filter(token=token).first()
+    if connection is None:
+        return error_response("unknown_endpoint", "No Whop connection has this webhook URL.", 404)
+    try:
+        secret = connection.signing_secret
+    except ValueError:
+        secret = ""
+    return _receive(request, endpoint=f"creator:{connection.creator_id}", secret=secret, connection=connection)
+
+
+@csrf_exempt
+@require_POST
+def platform_webhook(request):
+    if not settings.WHOP_WEBHOOK_SECRET:
+        return error_response("unknown_endpoint", "Allumi's own plans webhook is not configured.", 404)
+    return _receive(request, endpoint=WhopEvent.PLATFORM, secret=settings.WHOP_WEBHOOK_SECRET, connection=None)
