@@ -6,7 +6,8 @@ Running it again leaves an existing demo creator alone.
 """
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -15,6 +16,8 @@ from django.utils import timezone
 
 from allumi.accounts.models import ApiKey, Creator
 from allumi.accounts.services import api_key_create, creator_create
+from attribution.conversions import conversion_record
+from attribution.models import Conversion
 from attribution.services import click_payload, clicks_store, new_click_id, new_visitor_id
 from links.services import link_create
 
@@ -93,8 +96,11 @@ class Command(BaseCommand):
                 link.created_at = now - timedelta(days=90 - index * 3)
                 link.save(update_fields=["created_at"])
                 links.append((link, source, 1.0 / (1 + index * 0.25)))
-        self._make_clicks(rng, links, clicks, now)
-        self.stdout.write(self.style.SUCCESS(f"Demo creator loaded with {len(links)} links and {clicks} clicks."))
+        payloads = self._make_clicks(rng, links, clicks, now)
+        conversions = self._make_conversions(rng, creator, payloads, now)
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo creator loaded with {len(links)} links, {clicks} clicks and {conversions} conversions.")
+        )
         self._print_login()
 
     def _make_clicks(self, rng, links, total, now):
@@ -133,6 +139,36 @@ class Command(BaseCommand):
         payloads.sort(key=lambda payload: payload["ts"])
         for offset in range(0, len(payloads), 1000):
             clicks_store(payloads=payloads[offset : offset + 1000])
+        return payloads
+
+    def _make_conversions(self, rng, creator, payloads, now) -> int:
+        """Some visitors sign up and buy, days after their last click, through conversion_record:
+        the snippet's calls (cookie, click id), server calls (email only) and Whop payments."""
+        last_click: dict[str, dict] = {}
+        for payload in payloads:
+            if payload["method"] == "GET" and "bot" not in payload["ua"].lower() and "externalhit" not in payload["ua"]:
+                last_click[payload["vid"]] = payload
+        made = 0
+        for number, (visitor, payload) in enumerate(sorted(last_click.items())):
+            if rng.random() > 0.12:
+                continue
+            when = datetime.fromtimestamp(payload["ts"], tz=UTC) + timedelta(hours=rng.uniform(0.1, 72))
+            if when >= now:
+                continue
+            email = f"member{number}@example.org"
+            conversion_record(
+                creator=creator, event="signup", source=Conversion.Source.TRACK, email=email, visitor_id=visitor,
+                click_id=payload["id"] if rng.random() < 0.6 else "", occurred_at=when,
+            )
+            made += 1
+            if rng.random() < 0.55:
+                conversion_record(
+                    creator=creator, event="purchase", source=Conversion.Source.WHOP, external_id=f"pay_demo{number:05d}",
+                    email=email, amount=Decimal(rng.choice(["49.00", "99.00", "199.00"])),
+                    occurred_at=min(when + timedelta(hours=rng.uniform(0.1, 48)), now),
+                )
+                made += 1
+        return made
 
     def _print_login(self):
         self.stdout.write("")
