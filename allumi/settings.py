@@ -6,6 +6,7 @@ Every variable is listed with a comment in `.env.example`. A bad value fails at 
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -105,6 +106,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "corsheaders",
+    "csp",
+    "axes",
+    "django_prometheus",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -116,16 +120,27 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "allumi.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "allumi.core.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allumi.core.middleware.SessionTimeoutMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "allumi.urls"
@@ -233,13 +248,30 @@ EMAIL_CONFIRMATION_MAX_AGE = 60 * 60 * 24 * 3
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Allumi <no-reply@allumi.invalid>")
 
+# Log-in brute-force protection: five failures for one email from one address lock it for 15 min.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "allumi.core.client_ip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_VERBOSE = False
+
 SESSION_COOKIE_HTTPONLY = True
+# Absolute lifetime of a session, and how long it survives without a request.
+SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_HOURS", 24 * 14, minimum=1) * 3600
+SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_MINUTES", 120, minimum=1) * 60
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "payment=(), usb=(), interest-cohort=(), clipboard-write=(self)"
+)
 if not DEBUG:
     SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -258,6 +290,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "allumi.core.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["allumi.core.ratelimits.AllumiRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -271,6 +304,26 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+
+# Content Security Policy: no inline script or style anywhere; a nonce where a page must inline.
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_REPORT_URI = env_str("CSP_REPORT_URI")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        **({"report-uri": [CONTENT_SECURITY_REPORT_URI]} if CONTENT_SECURITY_REPORT_URI else {}),
+    },
+}
 
 # Browsers call the track endpoint from creators' own sites: CORS there only, echoing the calling
 # origin with credentials so the allumi_vid cookie can travel where the browser allows it.
@@ -325,5 +378,20 @@ WHOP_WEBHOOK_SECRET = env_str("WHOP_WEBHOOK_SECRET")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 # Limits per client address or key, as django-ratelimit rates ("<count>/<period>").
 RATELIMITS = {
+    "track": env_str("RATELIMIT_TRACK", "10/m"),
+    "link_create": env_str("RATELIMIT_LINK_CREATE", "20/m"),
     "webhook_failures": env_str("RATELIMIT_WEBHOOK_FAILURES", "50/m"),
+    "demo_capture": env_str("RATELIMIT_DEMO_CAPTURE", "5/m"),
+    "api": env_str("RATELIMIT_API", "100/m"),
+    "signup": env_str("RATELIMIT_SIGNUP", "10/h"),
+    "password_reset": env_str("RATELIMIT_PASSWORD_RESET", "5/h"),
 }
+RATELIMIT_VIEW = "allumi.core.errors.rate_limited"
+if not REDIS_URL:
+    # The local-memory cache counts per process: fine for trying Allumi, not for production.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# Prometheus metrics at /metrics: in production only with this bearer token (or from
+# METRICS_ALLOWED_NETWORKS, e.g. the scraper's network).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")

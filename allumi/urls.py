@@ -37,3 +37,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "allumi.core.errors.bad_request"
+handler403 = "allumi.core.errors.permission_denied"
+handler404 = "allumi.core.errors.not_found"
+handler500 = "allumi.core.errors.server_error"

@@ -7,13 +7,11 @@ from django.conf import settings
 from django.db.models import Prefetch, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, status
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from allumi.accounts.authentication import SecretKeyAuthentication
+from allumi.accounts.authentication import PublishableKeyAuthentication, SecretKeyAuthentication
 from allumi.accounts.models import ApiKey
-from allumi.accounts.services import api_key_authenticate
 from allumi.core.api import ApiError, paginate
 from attribution.conversions import attribution_settings_for, conversion_record
 from attribution.credit import MODELS
@@ -50,9 +48,9 @@ def _model_param(request) -> str:
 class ConversionTrackApi(APIView):
     """`POST /api/v1/conversions/track`: browsers with the publishable key, servers with the secret key."""
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
+    authentication_classes = [SecretKeyAuthentication, PublishableKeyAuthentication]
     parser_classes = [parsers.JSONParser, PlainTextJSONParser]
+    ratelimit_groups = {"POST": "track"}
 
     class InputSerializer(serializers.Serializer):
         key = serializers.CharField(required=False, max_length=100, write_only=True)
@@ -81,24 +79,12 @@ class ConversionTrackApi(APIView):
         id = serializers.IntegerField()
         status = serializers.CharField()
 
-    def _authenticate(self, request) -> tuple[ApiKey, bool]:
-        """(key, is_browser): the secret key from Authorization, else the publishable key."""
-        if request.headers.get("Authorization"):
-            user_and_key = SecretKeyAuthentication().authenticate(request)
-            return user_and_key[1], False
-        raw = request.headers.get("X-Allumi-Key") or (request.data.get("key") if isinstance(request.data, dict) else None)
-        if not raw:
-            raise ApiError("not_authenticated", "Send a publishable key (X-Allumi-Key) or a secret key (Authorization: Bearer).", 401)
-        api_key = api_key_authenticate(raw=str(raw), kind=ApiKey.Kind.PUBLISHABLE)
-        if api_key is None:
-            raise ApiError("authentication_failed", "This publishable key is not valid or has been revoked.", 401)
-        return api_key, True
-
-    @extend_schema(operation_id="conversions_track", request=InputSerializer, responses={202: OutputSerializer, 200: OutputSerializer}, auth=[])
+    @extend_schema(operation_id="conversions_track", request=InputSerializer, responses={202: OutputSerializer, 200: OutputSerializer})
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApiError("invalid_request", "The body must be a JSON object.")
-        api_key, is_browser = self._authenticate(request)
+        api_key = request.auth
+        is_browser = api_key.kind == ApiKey.Kind.PUBLISHABLE
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

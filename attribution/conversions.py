@@ -221,6 +221,15 @@ def _probabilistic_journey(conversion: Conversion, window_days: int) -> tuple[li
     return journey, confidence, evidence
 
 
+def identity_observe(*, creator: Creator, keys: list[tuple[str, str]], seen_at: datetime):
+    """Record that `keys` belong to one person (a Whop membership, say), outside any conversion.
+    Conversions of an identity that merged on the way are re-attributed."""
+    identity, merges, _ = identity_resolve(creator=creator, keys=keys, seen_at=seen_at)
+    if merges:
+        conversions_enqueue_attribution(list(Conversion.objects.filter(identity=identity).values_list("id", flat=True)))
+    return identity
+
+
 # --- attributing ------------------------------------------------------------------------------
 
 
@@ -248,8 +257,11 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
     merges = []
     with transaction.atomic():
         identity = None
+        added = []
         if keys:
-            identity, merges = identity_resolve(creator=conversion.creator, keys=keys, seen_at=conversion.occurred_at)
+            identity, merges, added = identity_resolve(
+                creator=conversion.creator, keys=keys, seen_at=conversion.occurred_at, prefer_identity_id=conversion.identity_id
+            )
             identity_observe_fingerprint(identity=identity, fingerprint=conversion.fingerprint, seen_at=conversion.occurred_at)
         conversion = Conversion.objects.select_for_update().get(pk=conversion_id)
         journey = _identity_journey(conversion, identity.id, prefs.window_days) if identity else []
@@ -272,8 +284,8 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
             conversion.confidence = None
         conversion.save(update_fields=["identity", "evidence", "attributed_at", "status", "confidence"])
         _store_credits(conversion, journey, float(prefs.half_life_days))
-        if merges:
-            # Late evidence: the merged identity's other conversions may now have a longer journey.
+        if merges or any(kind in (Identifier.Kind.VISITOR, Identifier.Kind.CLICK) for kind, _ in added):
+            # Late evidence: the identity's other conversions may now have a longer journey.
             touched = Conversion.objects.filter(identity=identity).exclude(pk=conversion.pk).values_list("id", flat=True)
             conversions_enqueue_attribution(list(touched))
     return conversion

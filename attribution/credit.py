@@ -37,7 +37,11 @@ def touch_weights(model: str, times: list[datetime], converted_at: datetime, hal
         return [Fraction(2, 5)] + [middle] * (n - 2) + [Fraction(2, 5)]
     if model == AttributionModel.TIME_DECAY:
         # weight = 2^(-age_days / half_life): a touch half_life days older counts half as much.
-        raw = [2.0 ** (-max((converted_at - t).total_seconds(), 0) / 86400 / half_life_days) for t in times]
+        # Measured from the youngest touch (a common factor that cancels out when normalising),
+        # so old touches under a tiny half-life underflow to 0 instead of dividing 0 by 0.
+        ages = [max((converted_at - t).total_seconds(), 0) / 86400 for t in times]
+        youngest = min(ages)
+        raw = [2.0 ** (-(age - youngest) / half_life_days) for age in ages]
         total = sum(raw)
         return [Fraction(value / total) for value in raw]
     raise ValueError(f"unknown attribution model {model!r}")

@@ -50,13 +50,19 @@ def identity_merge(*, survivor: Identity, merged: Identity, evidence: Key) -> Id
     )
 
 
-def identity_resolve(*, creator: Creator, keys: list[Key], seen_at: datetime) -> tuple[Identity, list[IdentityMerge]]:
-    """The one identity owning `keys` (deterministic identifiers), merging and creating as needed."""
+def identity_resolve(
+    *, creator: Creator, keys: list[Key], seen_at: datetime, prefer_identity_id: int | None = None
+) -> tuple[Identity, list[IdentityMerge], list[Key]]:
+    """The identity owning `keys` (deterministic identifiers), merging and creating as needed.
+
+    Returns (identity, merges made, keys newly attached). Identities whose merge an operator
+    reverted stay apart; then the preferred identity (the conversion's current one) keeps its keys.
+    """
     keys = list(dict.fromkeys((kind, value) for kind, value in keys if value))
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _resolve_once(creator=creator, keys=keys, seen_at=seen_at)
+                return _resolve_once(creator=creator, keys=keys, seen_at=seen_at, prefer_identity_id=prefer_identity_id)
         except IntegrityError:
             # Another worker claimed one of these identifiers at the same moment: read again.
             if attempt == 2:
@@ -64,7 +70,14 @@ def identity_resolve(*, creator: Creator, keys: list[Key], seen_at: datetime) ->
     raise AssertionError("unreachable")
 
 
-def _resolve_once(*, creator, keys, seen_at):
+def _kept_apart(identity_ids) -> set[frozenset]:
+    reverted = IdentityMerge.objects.filter(
+        reverted_at__isnull=False, survivor_id__in=identity_ids, merged_id__in=identity_ids
+    ).values_list("survivor_id", "merged_id")
+    return {frozenset(pair) for pair in reverted}
+
+
+def _resolve_once(*, creator, keys, seen_at, prefer_identity_id):
     existing = list(_identifiers_for(creator=creator, keys=keys).select_related("identity").select_for_update())
     owners: dict[int, Identity] = {}
     evidence_for: dict[int, Key] = {}
@@ -73,21 +86,19 @@ def _resolve_once(*, creator, keys, seen_at):
         evidence_for.setdefault(identifier.identity_id, (identifier.kind, identifier.value))
     merges = []
     if owners:
-        survivor = owners[min(owners)]
+        survivor = owners.get(prefer_identity_id) or owners[min(owners)]
+        apart = _kept_apart(list(owners))
         for identity_id, identity in sorted(owners.items()):
-            if identity_id != survivor.id:
+            if identity_id != survivor.id and frozenset((identity_id, survivor.id)) not in apart:
                 merges.append(identity_merge(survivor=survivor, merged=identity, evidence=evidence_for[identity_id]))
     else:
         survivor = Identity.objects.create(creator=creator)
     known = {(identifier.kind, identifier.value) for identifier in existing}
+    added = [(kind, value) for kind, value in keys if (kind, value) not in known]
     Identifier.objects.bulk_create(
-        [
-            Identifier(creator=creator, identity=survivor, kind=kind, value=value, first_seen=seen_at)
-            for kind, value in keys
-            if (kind, value) not in known
-        ]
+        [Identifier(creator=creator, identity=survivor, kind=kind, value=value, first_seen=seen_at) for kind, value in added]
     )
-    return survivor, merges
+    return survivor, merges, added
 
 
 def identity_observe_fingerprint(*, identity: Identity, fingerprint: str, seen_at: datetime) -> None:

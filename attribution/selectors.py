@@ -37,8 +37,9 @@ def link_recent_clicks(*, link: Link, limit: int = 25) -> QuerySet[Click]:
     return Click.objects.filter(link=link).order_by("-occurred_at", "-id")[:limit]
 
 
-def creator_click_total(*, creator: Creator) -> int:
-    return Click.objects.filter(creator=creator, is_bot=False).count()
+def creator_click_total_since(*, creator: Creator, since: datetime) -> int:
+    """Human and bot clicks alike: plan limits count every request the redirect served."""
+    return Click.objects.filter(creator=creator, occurred_at__gte=since).count()
 
 
 def link_stats(*, link: Link, model: str, start: datetime | None = None, end: datetime | None = None) -> dict:

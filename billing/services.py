@@ -13,8 +13,7 @@ from django.utils.dateparse import parse_datetime
 
 from allumi.accounts.models import Creator
 from allumi.core.crypto import encrypt
-from attribution.conversions import conversion_record, conversion_refund
-from attribution.identities import identity_resolve
+from attribution.conversions import conversion_record, conversion_refund, identity_observe
 from attribution.models import Conversion, Identifier
 from billing.models import Plan, Subscription, WhopConnection, WhopEvent, WhopMembership, WhopRefund
 
@@ -174,7 +173,7 @@ def membership_record(*, creator: Creator, membership: dict, active: bool) -> Wh
     keys = [(Identifier.Kind.WHOP_USER, user_id), (Identifier.Kind.EMAIL, email)]
     identity = None
     if user_id or email:
-        identity, _ = identity_resolve(creator=creator, keys=keys, seen_at=timezone.now())
+        identity = identity_observe(creator=creator, keys=keys, seen_at=timezone.now())
     started = _when(membership.get("created_at"))
     row, _ = WhopMembership.objects.get_or_create(creator=creator, membership_id=membership["id"], defaults={"status": "new"})
     row.whop_user_id = user_id

@@ -39,6 +39,11 @@ def _receive(request, *, endpoint: str, secret: str, connection: WhopConnection 
     if len(body) > MAX_BODY_BYTES:
         return error_response("payload_too_large", f"Webhook bodies may be at most {MAX_BODY_BYTES} bytes.", 413)
     try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Nothing we could store or parse, signed or not: malformed, and refused before any work.
+        return error_response("malformed_body", "The body must be UTF-8 encoded JSON.", 400)
+    try:
         webhook_id = verify_delivery(secret, request.headers, body)
     except InvalidSignature as error:
         if is_ratelimited(request, group="whop-webhook-failures", key=_client_key, rate=settings.RATELIMITS["webhook_failures"], increment=True):
@@ -65,7 +70,7 @@ def _receive(request, *, endpoint: str, secret: str, connection: WhopConnection 
                 event_type=event_type[:64],
                 object_id=object_id[:64],
                 headers={name: request.headers.get(name, "") for name in _KEPT_HEADERS if request.headers.get(name)},
-                body=body.decode("utf-8"),
+                body=text,
             )
             if connection is not None:
                 WhopConnection.objects.filter(pk=connection.pk).update(last_delivery_at=event.received_at)

@@ -59,6 +59,8 @@ class _LinkFieldsSerializer(serializers.Serializer):
 
 
 class LinkListCreateApi(APIView):
+    ratelimit_groups = {"POST": "link_create"}
+
     class InputSerializer(_LinkFieldsSerializer):
         slug = serializers.CharField(max_length=64, required=False, allow_blank=True)
 

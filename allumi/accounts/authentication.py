@@ -32,3 +32,27 @@ class SecretKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A secret API key (sk_live_…)."}
+
+
+class PublishableKeyAuthentication(authentication.BaseAuthentication):
+    """`X-Allumi-Key: pk_live_…` (or `key` in the body, for sendBeacon): browsers on creators' pages."""
+
+    def authenticate(self, request):
+        raw = request.headers.get("X-Allumi-Key")
+        if not raw and request.method == "POST":
+            data = request.data
+            raw = data.get("key") if isinstance(data, dict) else None
+        if not raw:
+            return None
+        api_key = api_key_authenticate(raw=str(raw).strip(), kind=ApiKey.Kind.PUBLISHABLE)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("This publishable key is not valid or has been revoked.")
+        return api_key.creator, api_key
+
+
+class PublishableKeyScheme(OpenApiAuthenticationExtension):
+    target_class = PublishableKeyAuthentication
+    name = "publishableKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "X-Allumi-Key", "description": "A publishable key (pk_live_…)."}

@@ -1,6 +1,6 @@
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm, _unicode_ci_compare
 
 from allumi.accounts.models import ApiKey, Creator
 
@@ -71,7 +71,10 @@ class CreatorPasswordResetForm(PasswordResetForm):
     the reset link is how they choose their first one."""
 
     def get_users(self, email):
-        return Creator.objects.filter(email__iexact=email.strip(), is_active=True)
+        for creator in Creator.objects.filter(email__iexact=email.strip(), is_active=True):
+            # Django's own guard against Unicode case-folding lookalikes of an address.
+            if _unicode_ci_compare(email.strip(), creator.email):
+                yield creator
 
 
 class CreatorAdminCreationForm(UserCreationForm):
