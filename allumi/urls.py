@@ -3,7 +3,7 @@ from django.shortcuts import redirect
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from allumi.core import health
+from allumi.core import health, metrics
 from attribution import redirect as short_links
 from attribution.urls import api_patterns as attribution_api_patterns
 from attribution.urls import link_page_patterns
@@ -35,6 +35,7 @@ urlpatterns = [
     # operations
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

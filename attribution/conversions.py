@@ -21,6 +21,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from allumi.accounts.models import Creator
+from allumi.core.metrics import conversions_recorded
 from attribution.credit import MODELS, link_weights, split_revenue
 from attribution.identities import identity_observe_fingerprint, identity_resolve
 from attribution.models import AttributionSettings, Click, Conversion, Credit, Identifier, Recompute
@@ -94,6 +95,7 @@ def conversion_record(
             return Conversion.objects.get(creator=creator, external_id=external_id), False
     else:
         conversion.save(force_insert=True)
+    conversions_recorded.labels(source=source).inc()
     conversions_enqueue_attribution([conversion.id])
     return conversion, True
 

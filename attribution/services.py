@@ -12,6 +12,7 @@ from django.db import transaction
 from allumi.accounts.keys import random_base62
 from allumi.core.breaker import redis_breaker
 from allumi.core.client_ip import client_ip, network_prefix
+from allumi.core.metrics import clicks_recorded
 from attribution import buffer
 from attribution.enrich import (
     bot_reason,
@@ -199,6 +200,9 @@ def clicks_store(*, payloads: list[dict]) -> int:
     _mark_unique(clicks)
     with transaction.atomic():
         Click.objects.bulk_create(clicks, ignore_conflicts=True, batch_size=1000)
+    bots = sum(click.is_bot for click in clicks)
+    clicks_recorded.labels(kind="bot").inc(bots)
+    clicks_recorded.labels(kind="human").inc(len(clicks) - bots)
     return len(clicks)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -234,25 +234,29 @@ def _dispatch(event: WhopEvent, payload: dict) -> str:
 
 
 def whop_event_process(*, event_id: int) -> WhopEvent:
-    """Process one stored delivery. Safe to repeat: every effect is keyed by Whop's own ids."""
-    with transaction.atomic():
-        event = WhopEvent.objects.select_for_update().select_related("connection__creator").get(pk=event_id)
-        if event.status in (WhopEvent.Status.PROCESSED, WhopEvent.Status.IGNORED):
+    """Process one stored delivery. Safe to repeat: every effect is keyed by Whop's own ids.
+
+    Its effects commit together with its new status; a failure rolls the effects back and is
+    recorded (status, attempts, last error) outside that transaction, then raised for a retry.
+    """
+    try:
+        with transaction.atomic():
+            event = WhopEvent.objects.select_for_update().select_related("connection__creator").get(pk=event_id)
+            if event.status in (WhopEvent.Status.PROCESSED, WhopEvent.Status.IGNORED):
+                return event
+            event.status = _dispatch(event, json.loads(event.body))
+            event.attempts += 1
+            event.last_error = ""
+            event.processed_at = timezone.now()
+            event.save(update_fields=["status", "attempts", "last_error", "processed_at"])
             return event
-        event.attempts += 1
-        try:
-            with transaction.atomic():
-                status = _dispatch(event, json.loads(event.body))
-        except Exception as error:
-            event.status = WhopEvent.Status.FAILED
-            event.last_error = f"{error.__class__.__name__}: {error}"[:2000]
-            event.save(update_fields=["status", "attempts", "last_error"])
-            raise
-        event.status = status
-        event.last_error = ""
-        event.processed_at = timezone.now()
-        event.save(update_fields=["status", "attempts", "last_error", "processed_at"])
-    return event
+    except WhopEvent.DoesNotExist:
+        raise
+    except Exception as error:
+        WhopEvent.objects.filter(pk=event_id).update(
+            status=WhopEvent.Status.FAILED, attempts=F("attempts") + 1, last_error=f"{error.__class__.__name__}: {error}"[:2000]
+        )
+        raise
 
 
 def whop_event_reprocess(*, event: WhopEvent) -> None:

@@ -18,6 +18,7 @@ from django_ratelimit.core import is_ratelimited
 
 from allumi.core.api import error_response
 from allumi.core.client_ip import client_ip
+from allumi.core.metrics import webhook_deliveries
 from billing.models import WhopConnection, WhopEvent
 from billing.signatures import InvalidSignature, verify_delivery
 
@@ -31,7 +32,17 @@ def _client_key(group, request) -> str:
     return client_ip(request) or "unknown"
 
 
-def _receive(request, *, endpoint: str, secret: str, connection: WhopConnection | None):
+_OUTCOMES = {401: "invalid_signature", 400: "malformed", 404: "unknown_endpoint", 413: "too_large", 429: "rate_limited"}
+
+
+def _receive(request, **kwargs):
+    response = _store_if_genuine(request, **kwargs)
+    outcome = _OUTCOMES.get(response.status_code) or json.loads(response.content).get("status", "other")
+    webhook_deliveries.labels(outcome=outcome).inc()
+    return response
+
+
+def _store_if_genuine(request, *, endpoint: str, secret: str, connection: WhopConnection | None):
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
         return error_response("payload_too_large", f"Webhook bodies may be at most {MAX_BODY_BYTES} bytes.", 413)
@@ -94,6 +105,7 @@ def _enqueue(task, event_id: int) -> None:
 def whop_webhook(request, token: str):
     connection = WhopConnection.objects.filter(token=token).first()
     if connection is None:
+        webhook_deliveries.labels(outcome="unknown_endpoint").inc()
         return error_response("unknown_endpoint", "No Whop connection has this webhook URL.", 404)
     try:
         secret = connection.signing_secret
