@@ -5,7 +5,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Prefetch, Q
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -52,6 +52,7 @@ class ConversionTrackApi(APIView):
     parser_classes = [parsers.JSONParser, PlainTextJSONParser]
     ratelimit_groups = {"POST": "track"}
 
+    @extend_schema_serializer(component_name="ConversionTrackInput")
     class InputSerializer(serializers.Serializer):
         key = serializers.CharField(required=False, max_length=100, write_only=True)
         event = serializers.CharField(max_length=64)
@@ -75,6 +76,7 @@ class ConversionTrackApi(APIView):
                 raise serializers.ValidationError("visitor_id must be an allumi_vid cookie value set by Allumi.")
             return visitor_id
 
+    @extend_schema_serializer(component_name="ConversionTrackOutput")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         status = serializers.CharField()
@@ -215,6 +217,7 @@ class IdentityDetailApi(APIView):
 
 
 class LinkStatsApi(APIView):
+    @extend_schema_serializer(component_name="LinkStats")
     class OutputSerializer(serializers.Serializer):
         clicks = serializers.IntegerField()
         unique_visitors = serializers.IntegerField()

@@ -147,9 +147,11 @@ def _window_clicks(conversion: Conversion, window_days: int):
 
 
 def _identity_journey(conversion: Conversion, identity_id: int, window_days: int) -> list[Click]:
-    identifiers = Identifier.objects.filter(identity_id=identity_id, kind__in=[Identifier.Kind.VISITOR, Identifier.Kind.CLICK])
-    visitors = [value for kind, value in identifiers.values_list("kind", "value") if kind == Identifier.Kind.VISITOR]
-    clicks = [value for kind, value in identifiers.values_list("kind", "value") if kind == Identifier.Kind.CLICK]
+    identifiers = list(
+        Identifier.objects.filter(identity_id=identity_id, kind__in=[Identifier.Kind.VISITOR, Identifier.Kind.CLICK]).values_list("kind", "value")
+    )
+    visitors = [value for kind, value in identifiers if kind == Identifier.Kind.VISITOR]
+    clicks = [value for kind, value in identifiers if kind == Identifier.Kind.CLICK]
     if not visitors and not clicks:
         return []
     return list(

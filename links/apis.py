@@ -1,7 +1,7 @@
 """REST API for links: `/api/v1/links`, secret-key authenticated, scoped to the creator."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -61,6 +61,7 @@ class _LinkFieldsSerializer(serializers.Serializer):
 class LinkListCreateApi(APIView):
     ratelimit_groups = {"POST": "link_create"}
 
+    @extend_schema_serializer(component_name="LinkCreateInput")
     class InputSerializer(_LinkFieldsSerializer):
         slug = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
@@ -89,6 +90,7 @@ class LinkListCreateApi(APIView):
 
 
 class LinkDetailApi(APIView):
+    @extend_schema_serializer(component_name="LinkUpdateInput")
     class InputSerializer(_LinkFieldsSerializer):
         url = serializers.CharField(max_length=4096, required=False)
         is_active = serializers.BooleanField(required=False)

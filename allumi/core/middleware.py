@@ -37,17 +37,20 @@ class RequestIdLogFilter(logging.Filter):
 
 
 class SecurityHeadersMiddleware:
-    """Headers Django's SecurityMiddleware does not set: Permissions-Policy."""
+    """Headers Django's SecurityMiddleware does not set: Permissions-Policy, and X-Frame-Options
+    on responses the clickjacking middleware never sees (static files answered by WhiteNoise)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
         from django.conf import settings
 
         self.permissions_policy = settings.PERMISSIONS_POLICY
+        self.frame_options = settings.X_FRAME_OPTIONS
 
     def __call__(self, request):
         response = self.get_response(request)
         response.setdefault("Permissions-Policy", self.permissions_policy)
+        response.setdefault("X-Frame-Options", self.frame_options)
         return response
 
 
