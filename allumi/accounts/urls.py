@@ -1,8 +1,10 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
+from django_ratelimit.decorators import ratelimit
 
 from allumi.accounts import views
 from allumi.accounts.forms import CreatorPasswordResetForm, LoginForm
+from allumi.core.ratelimits import ip_key, rate_for
 
 app_name = "accounts"
 
@@ -21,13 +23,15 @@ urlpatterns = [
     # password reset
     path(
         "password-reset/",
-        auth_views.PasswordResetView.as_view(
+        ratelimit(key=ip_key, rate=rate_for("password_reset"), method="POST", block=True, group="password_reset")(
+            auth_views.PasswordResetView.as_view(
             template_name="accounts/password_reset.html",
             form_class=CreatorPasswordResetForm,
             email_template_name="accounts/email/password_reset.txt",
             html_email_template_name="accounts/email/password_reset.html",
             subject_template_name="accounts/email/password_reset_subject.txt",
             success_url=reverse_lazy("accounts:password_reset_done"),
+            )
         ),
         name="password_reset",
     ),

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
 
 from allumi.accounts.forms import ApiKeyCreateForm, ProfileForm, SignUpForm
 from allumi.accounts.models import ApiKey
@@ -15,8 +16,10 @@ from allumi.accounts.services import (
     creator_create,
     email_confirmation_send,
 )
+from allumi.core.ratelimits import ip_key, rate_for
 
 
+@ratelimit(key=ip_key, rate=rate_for("signup"), method="POST", block=True, group="signup")
 def signup(request):
     if request.user.is_authenticated:
         return redirect("links:list")

@@ -31,3 +31,16 @@ class AllumiRateThrottle(BaseThrottle):
 
     def wait(self):
         return getattr(self, "_wait", 60)
+
+
+def ip_key(group, request) -> str:
+    return client_ip(request) or "unknown"
+
+
+def rate_for(name: str):
+    """A django-ratelimit rate callable reading RATELIMITS at request time (tests override it)."""
+
+    def _rate(group, request):
+        return settings.RATELIMITS[name]
+
+    return _rate
