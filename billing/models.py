@@ -112,6 +112,7 @@ class WhopMembership(models.Model):
     status = models.CharField(max_length=32)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="Time of the newest event applied.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

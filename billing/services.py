@@ -133,7 +133,8 @@ def payment_record(*, creator: Creator, payment: dict, envelope_time=None) -> Co
         },
     )
     reported = _money(payment.get("refunded_amount") or 0)
-    refunded = _payment_refunded_total(creator, payment_id, reported)
+    # Deliveries come in any order: a late copy of the payment never lowers what is refunded.
+    refunded = max(_payment_refunded_total(creator, payment_id, reported), conversion.refunded_amount)
     if refunded != conversion.refunded_amount:
         conversion = conversion_refund(conversion=conversion, refunded_amount=refunded)
     _refunds_waiting_done(creator=creator, payment_id=payment_id)
@@ -167,7 +168,7 @@ def refund_record(*, creator: Creator, refund: dict) -> bool:
     return True
 
 
-def membership_record(*, creator: Creator, membership: dict, active: bool) -> WhopMembership:
+def membership_record(*, creator: Creator, membership: dict, active: bool, event_time=None) -> WhopMembership:
     user_id = _nested(membership, "user", "id") or ""
     email = (_nested(membership, "user", "email") or "").strip().lower()
     keys = [(Identifier.Kind.WHOP_USER, user_id), (Identifier.Kind.EMAIL, email)]
@@ -175,7 +176,13 @@ def membership_record(*, creator: Creator, membership: dict, active: bool) -> Wh
     if user_id or email:
         identity = identity_observe(creator=creator, keys=keys, seen_at=timezone.now())
     started = _when(membership.get("created_at"))
-    row, _ = WhopMembership.objects.get_or_create(creator=creator, membership_id=membership["id"], defaults={"status": "new"})
+    happened = _when(event_time) or timezone.now()
+    row, _ = WhopMembership.objects.select_for_update().get_or_create(
+        creator=creator, membership_id=membership["id"], defaults={"status": "new"}
+    )
+    if row.last_event_at and row.last_event_at > happened:
+        return row  # an older event arriving late does not undo a newer one
+    row.last_event_at = happened
     row.whop_user_id = user_id
     row.email = email
     row.identity_id = identity.id if identity else None
@@ -183,7 +190,7 @@ def membership_record(*, creator: Creator, membership: dict, active: bool) -> Wh
     row.plan_id = _nested(membership, "plan", "id") or ""
     row.status = str(membership.get("status") or ("active" if active else "inactive"))[:32]
     row.started_at = row.started_at or started or timezone.now()
-    row.ended_at = None if active else timezone.now()
+    row.ended_at = None if active else happened
     row.save()
     return row
 
@@ -197,6 +204,9 @@ def _plan_membership(*, membership: dict, active: bool) -> None:
         return
     whop_plan = _nested(membership, "plan", "id") or ""
     plan = next((p for p in Plan.objects.all() if whop_plan and whop_plan in [x.strip() for x in p.whop_plan_id.split(",")]), None)
+    current = Subscription.objects.filter(creator=creator).first()
+    if not active and current is not None and current.membership_id and current.membership_id != membership.get("id"):
+        return  # the end of a membership the creator already replaced changes nothing
     if plan is None or not active:
         plan = Plan.objects.filter(is_default=True).first()
     if plan is not None:
@@ -223,9 +233,9 @@ def _dispatch(event: WhopEvent, payload: dict) -> str:
         if not refund_record(creator=creator, refund=data):
             return WhopEvent.Status.WAITING
     elif kind in ("membership.activated", "membership.went_valid"):
-        membership_record(creator=creator, membership=data, active=True)
+        membership_record(creator=creator, membership=data, active=True, event_time=payload.get("timestamp"))
     elif kind in ("membership.deactivated", "membership.went_invalid"):
-        membership_record(creator=creator, membership=data, active=False)
+        membership_record(creator=creator, membership=data, active=False, event_time=payload.get("timestamp"))
     elif kind.startswith(_RECORDED_ONLY):
         pass  # kept and shown on the settings page; nothing to attribute
     else:
@@ -241,7 +251,7 @@ def whop_event_process(*, event_id: int) -> WhopEvent:
     """
     try:
         with transaction.atomic():
-            event = WhopEvent.objects.select_for_update().select_related("connection__creator").get(pk=event_id)
+            event = WhopEvent.objects.select_for_update(of=("self",)).select_related("connection__creator").get(pk=event_id)
             if event.status in (WhopEvent.Status.PROCESSED, WhopEvent.Status.IGNORED):
                 return event
             event.status = _dispatch(event, json.loads(event.body))

@@ -1,3 +1,4 @@
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -5,6 +6,8 @@ from django.utils import timezone
 
 from billing.models import WhopConnection, WhopEvent
 from billing.services import whop_event_process
+
+logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 
@@ -39,5 +42,8 @@ def reconcile_whop_payments() -> int:
 
     recorded = 0
     for connection in WhopConnection.objects.exclude(api_key_encrypted="").exclude(company_id="").select_related("creator"):
-        recorded += whop_payments_reconcile(connection=connection)
+        try:
+            recorded += whop_payments_reconcile(connection=connection)
+        except Exception as error:  # one store's bad key or outage must not stop the others
+            logger.warning("reconciliation failed for connection %s: %r", connection.pk, error)
     return recorded
