@@ -4,12 +4,14 @@ Confidence scale (0–100), from the strongest evidence that tied the conversion
   97  the conversion names a click id (allumi_cid) of a click in the journey
   93  the conversion carries the visitor cookie of clicks in the journey
   88  an email, Whop user or customer id links it to an identity whose cookie clicked
-  ≤80 probabilistic: the same server-side fingerprint (browser headers + network) as one visitor's
+  ≤60 probabilistic: the same server-side fingerprint (browser headers + network) as one visitor's
       clicks, discounted by how many visitors share that fingerprint, how crowded the network is
-      (carrier NAT, offices) and how common the device is
-  ≤55 probabilistic: same network, device and language within a day, discounted the same way
-Below 25 a probabilistic match is not used and the conversion stays unattributed. The scale is
-calibrated by bench/journeys.py: conversions scored 90+ are right at least nine times in ten.
+      (carrier NAT, offices) and how common the device is, and cut to about a third when only the
+      /24 matches, not the address itself (family members and neighbours share those)
+  ≤40 probabilistic: same network, device and language within a day, discounted the same way
+Below 25 a probabilistic match is not used and the conversion stays unattributed; neither is a
+match whose cookie belongs to someone with another email or Whop user. The scale is calibrated by
+bench/journeys.py: conversions scored 90+ are right at least nine times in ten, 50–79 at least half.
 """
 
 import logging
@@ -17,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from allumi.accounts.models import Creator
@@ -31,9 +33,10 @@ logger = logging.getLogger(__name__)
 CONFIDENCE_CLICK_ID = 97
 CONFIDENCE_VISITOR = 93
 CONFIDENCE_LINKED_IDENTITY = 88
-CONFIDENCE_FINGERPRINT_MAX = 80
-CONFIDENCE_NETWORK_MAX = 55
+CONFIDENCE_FINGERPRINT_MAX = 60
+CONFIDENCE_NETWORK_MAX = 40
 CONFIDENCE_FLOOR = 25
+SUBNET_ONLY_FACTOR = 0.35
 NETWORK_MATCH_WINDOW = timedelta(hours=24)
 
 
@@ -170,11 +173,24 @@ def _deterministic_confidence(conversion: Conversion, journey: list[Click]) -> t
     return CONFIDENCE_LINKED_IDENTITY, "linked_identity"
 
 
-def _probabilistic_journey(conversion: Conversion, window_days: int) -> tuple[list[Click], int, dict]:
+def _owned_by_someone_else(visitor_id: str, identity_id: int | None, creator_id: int) -> bool:
+    """True when the visitor's cookie belongs to an identity with another email or Whop user than
+    the converting identity: deterministic evidence keeps those two people apart."""
+    owner = Identifier.objects.filter(creator_id=creator_id, kind=Identifier.Kind.VISITOR, value=visitor_id).values_list("identity_id", flat=True).first()
+    if owner is None or identity_id is None or owner == identity_id:
+        return False
+    personal = (Identifier.Kind.EMAIL, Identifier.Kind.WHOP_USER)
+    theirs = set(Identifier.objects.filter(identity_id=owner, kind__in=personal).values_list("kind", "value"))
+    ours = set(Identifier.objects.filter(identity_id=identity_id, kind__in=personal).values_list("kind", "value"))
+    return bool(theirs) and bool(ours) and not (theirs & ours)
+
+
+def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id: int | None) -> tuple[list[Click], int, dict]:
     """The clicks of the one visitor whose signals match the conversion's, with a confidence.
 
     A match is worth less the more people could have produced it: visitors sharing the
-    fingerprint, visitors on the same network (NAT), and clicks from the same kind of device.
+    fingerprint, visitors on the same network (NAT), clicks from the same kind of device, and a
+    match on the /24 alone (a neighbour or family member) rather than the very address.
     """
     if not conversion.network:
         return [], 0, {}
@@ -188,37 +204,47 @@ def _probabilistic_journey(conversion: Conversion, window_days: int) -> tuple[li
     # Others on this network who would produce the same signals by chance.
     expected_lookalikes = max(network_visitors - 1, 0) * agent_share
 
+    def _candidates(clicks):
+        return list(
+            clicks.values("visitor_id")
+            .annotate(n=Count("id"), last=Max("occurred_at"), same_address=Count("id", filter=Q(ip=conversion.ip)))
+            .order_by("-last")[:50]
+        )
+
     method, ceiling = "fingerprint", CONFIDENCE_FINGERPRINT_MAX
-    candidates = window.filter(fingerprint=conversion.fingerprint) if conversion.fingerprint else window.none()
-    visitor_counts = list(candidates.values("visitor_id").annotate(n=Count("id")).order_by("-n")[:50])
-    if not visitor_counts and conversion.user_agent:
+    visitors = _candidates(window.filter(fingerprint=conversion.fingerprint)) if conversion.fingerprint else []
+    if not visitors and conversion.user_agent:
         method, ceiling = "network_device_language", CONFIDENCE_NETWORK_MAX
         language = conversion.accept_language.split(",", 1)[0].split(";", 1)[0].strip()
-        candidates = window.filter(
-            network=conversion.network,
-            user_agent=conversion.user_agent,
-            language=language[:16],
-            occurred_at__gte=conversion.occurred_at - NETWORK_MATCH_WINDOW,
+        visitors = _candidates(
+            window.filter(
+                network=conversion.network,
+                user_agent=conversion.user_agent,
+                language=language[:16],
+                occurred_at__gte=conversion.occurred_at - NETWORK_MATCH_WINDOW,
+            )
         )
-        visitor_counts = list(candidates.values("visitor_id").annotate(n=Count("id")).order_by("-n")[:50])
-    if not visitor_counts:
+    if not visitors:
         return [], 0, {}
-    matching_visitors = len(visitor_counts)
-    confidence = round(ceiling / (matching_visitors + expected_lookalikes))
+    # Several lookalike visitors: the most recent one is the likeliest converter.
+    best = visitors[0]
+    confidence = ceiling / (len(visitors) + expected_lookalikes)
+    if not best["same_address"]:
+        confidence *= SUBNET_ONLY_FACTOR
+    confidence = round(confidence)
     evidence = {
         "method": method,
-        "matching_visitors": matching_visitors,
+        "matching_visitors": len(visitors),
         "network_visitors": network_visitors,
         "device_share": round(agent_share, 4),
+        "same_address": bool(best["same_address"]),
     }
     if confidence < CONFIDENCE_FLOOR:
         evidence["rejected"] = f"confidence {confidence} below {CONFIDENCE_FLOOR}"
         return [], 0, evidence
-    # Several lookalike visitors: the most recent one is the likeliest converter.
-    best = max(
-        visitor_counts,
-        key=lambda row: candidates.filter(visitor_id=row["visitor_id"]).order_by("-occurred_at").values_list("occurred_at", flat=True)[0],
-    )
+    if _owned_by_someone_else(best["visitor_id"], identity_id, conversion.creator_id):
+        evidence["rejected"] = "the matching visitor belongs to another known person"
+        return [], 0, evidence
     journey = list(
         window.filter(visitor_id=best["visitor_id"]).only("id", "public_id", "link_id", "occurred_at", "visitor_id").order_by("occurred_at", "id")
     )
@@ -274,7 +300,7 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
             confidence, method = _deterministic_confidence(conversion, journey)
             evidence["method"] = method
         else:
-            journey, confidence, probabilistic = _probabilistic_journey(conversion, prefs.window_days)
+            journey, confidence, probabilistic = _probabilistic_journey(conversion, prefs.window_days, identity.id if identity else None)
             evidence.update(probabilistic)
         evidence["clicks"] = [click.public_id for click in journey]
         conversion.identity = identity

@@ -505,8 +505,8 @@ def test_a_lone_home_visitor_matching_exactly_is_attributed_probabilistically_an
     clicker = new_visitor_id()
     first = _click(links[0], at=now - timedelta(hours=5), visitor_id=clicker)
     second = _click(links[1], at=now - timedelta(hours=3), visitor_id=clicker)
-    # The clicker is known: an earlier signup tied their cookie to their email.
-    signup = convert(alice, event="signup", visitor_id=clicker, email="clicker@example.org", occurred_at=now - timedelta(hours=2))
+    # The clicker is known by their cookie only (an earlier anonymous signup).
+    signup = convert(alice, event="signup", visitor_id=clicker, occurred_at=now - timedelta(hours=2))
     clicker_identity = signup.identity_id
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -516,7 +516,8 @@ def test_a_lone_home_visitor_matching_exactly_is_attributed_probabilistically_an
     conversion = Conversion.objects.get(pk=response.json()["id"])
     assert conversion.visitor_id == "" and conversion.click_id == ""
     assert conversion.status == Conversion.Status.ATTRIBUTED
-    assert 25 <= conversion.confidence <= 80
+    assert 25 <= conversion.confidence <= 60
+    assert conversion.evidence["same_address"] is True
     assert conversion.evidence["method"] == "fingerprint"
     assert conversion.evidence["clicks"] == [first.public_id, second.public_id]
     assert set(_credits(conversion)) == {links[0].id, links[1].id}
@@ -526,6 +527,36 @@ def test_a_lone_home_visitor_matching_exactly_is_attributed_probabilistically_an
     assert Identity.objects.get(pk=clicker_identity).merged_into_id is None
     assert Identifier.objects.get(kind="visitor", value=clicker).identity_id == clicker_identity
     assert not Identifier.objects.filter(identity_id=conversion.identity_id, kind="visitor").exists()
+
+
+def test_a_lookalike_whose_cookie_belongs_to_someone_with_another_email_is_not_credited(
+    alice, links, publishable_key, convert, django_capture_on_commit_callbacks
+):
+    now = _now()
+    clicker = new_visitor_id()
+    _click(links[0], at=now - timedelta(hours=5), visitor_id=clicker)
+    convert(alice, event="signup", visitor_id=clicker, email="clicker@example.org", occurred_at=now - timedelta(hours=2))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _browser_track(publishable_key, {"event": "purchase", "amount": "40.00", "email": "someone@example.org"})
+
+    conversion = Conversion.objects.get(pk=response.json()["id"])
+    assert conversion.status == Conversion.Status.UNATTRIBUTED
+    assert conversion.evidence["rejected"] == "the matching visitor belongs to another known person"
+    assert not conversion.credits.exists()
+
+
+def test_a_match_on_the_network_but_not_the_address_counts_for_less(alice, links, publishable_key, django_capture_on_commit_callbacks):
+    now = _now()
+    _click(links[0], at=now - timedelta(hours=5), visitor_id=new_visitor_id(), ip="81.2.69.77")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _browser_track(publishable_key, {"event": "purchase", "amount": "40.00"})
+
+    conversion = Conversion.objects.get(pk=response.json()["id"])
+    # Same phone, same language, same /24, another address: a family member as likely as the buyer.
+    assert conversion.status == Conversion.Status.UNATTRIBUTED
+    assert conversion.evidence["same_address"] is False and "below" in conversion.evidence["rejected"]
 
 
 def test_a_lone_home_visitor_without_any_identifier_gets_no_identity(alice, links, publishable_key, django_capture_on_commit_callbacks):
