@@ -216,6 +216,7 @@ CELERY_BEAT_SCHEDULE = {
     "flush-clicks": {"task": "attribution.tasks.flush_clicks", "schedule": 1.0},
     "sweep-pending-conversions": {"task": "attribution.tasks.sweep_pending_conversions", "schedule": 60.0},
     "sweep-whop-events": {"task": "billing.tasks.sweep_whop_events", "schedule": 60.0},
+    "run-rollups": {"task": "attribution.tasks.run_rollups", "schedule": 30.0},
     "reconcile-whop-payments": {"task": "billing.tasks.reconcile_whop_payments", "schedule": 600.0},
 }
 
@@ -234,6 +235,11 @@ VISITOR_COOKIE_NAME = "allumi_vid"
 VISITOR_COOKIE_MAX_AGE = 60 * 60 * 24 * 365
 # Production: Secure; SameSite=None so the cookie also travels with the track API's CORS calls.
 VISITOR_COOKIE_SECURE = not DEBUG
+
+
+# Seconds a newly allocated row id is given to commit before rollups read past it (writers on
+# SQLite queue one at a time, so nothing needs to settle there).
+ROLLUP_SETTLE_SECONDS = env_int("ROLLUP_SETTLE_SECONDS", 30 if DATABASE_URL else 0, minimum=0)
 
 
 # --- auth, sessions, email ------------------------------------------------------------------
@@ -381,7 +387,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {"django.server": {"level": "WARNING"}, "celery.app.trace": {"level": "WARNING"}},
 }
 
 

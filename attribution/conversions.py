@@ -4,11 +4,11 @@ Confidence scale (0–100), from the strongest evidence that tied the conversion
   97  the conversion names a click id (allumi_cid) of a click in the journey
   93  the conversion carries the visitor cookie of clicks in the journey
   88  an email, Whop user or customer id links it to an identity whose cookie clicked
-  ≤60 probabilistic: the same server-side fingerprint (browser headers + network) as one visitor's
+  ≤48 probabilistic: the same server-side fingerprint (browser headers + network) as one visitor's
       clicks, discounted by how many visitors share that fingerprint, how crowded the network is
       (carrier NAT, offices) and how common the device is, and cut to about a third when only the
       /24 matches, not the address itself (family members and neighbours share those)
-  ≤40 probabilistic: same network, device and language within a day, discounted the same way
+  ≤35 probabilistic: same network, device and language within a day, discounted the same way
 Below 25 a probabilistic match is not used and the conversion stays unattributed; neither is a
 match whose cookie belongs to someone with another email or Whop user. The scale is calibrated by
 bench/journeys.py: conversions scored 90+ are right at least nine times in ten, 50–79 at least half.
@@ -26,15 +26,15 @@ from allumi.accounts.models import Creator
 from allumi.core.metrics import conversions_recorded
 from attribution.credit import MODELS, link_weights, split_revenue
 from attribution.identities import identity_observe_fingerprint, identity_resolve
-from attribution.models import AttributionSettings, Click, Conversion, Credit, Identifier, Recompute
+from attribution.models import AttributionSettings, Click, Conversion, Credit, CreditLedger, Identifier, Recompute
 
 logger = logging.getLogger(__name__)
 
 CONFIDENCE_CLICK_ID = 97
 CONFIDENCE_VISITOR = 93
 CONFIDENCE_LINKED_IDENTITY = 88
-CONFIDENCE_FINGERPRINT_MAX = 60
-CONFIDENCE_NETWORK_MAX = 40
+CONFIDENCE_FINGERPRINT_MAX = 48
+CONFIDENCE_NETWORK_MAX = 35
 CONFIDENCE_FLOOR = 25
 SUBNET_ONLY_FACTOR = 0.35
 NETWORK_MATCH_WINDOW = timedelta(hours=24)
@@ -263,7 +263,31 @@ def identity_observe(*, creator: Creator, keys: list[tuple[str, str]], seen_at: 
 # --- attributing ------------------------------------------------------------------------------
 
 
+def _ledger(conversion: Conversion, before: dict, after: dict) -> None:
+    """Write what changed per (model, link) to the credit ledger the dashboard's rollups read."""
+    rows = []
+    for key in before.keys() | after.keys():
+        old_count, old_revenue = before.get(key, (0, Decimal(0)))
+        new_count, new_revenue = after.get(key, (0, Decimal(0)))
+        if (old_count, old_revenue) != (new_count, new_revenue):
+            rows.append(
+                CreditLedger(
+                    creator_id=conversion.creator_id, link_id=key[1], model=key[0], day=conversion.occurred_at.date(),
+                    conversions=new_count - old_count, revenue=new_revenue - old_revenue,
+                )
+            )
+    CreditLedger.objects.bulk_create(rows)
+
+
+def _credit_state(conversion: Conversion) -> dict:
+    return {
+        (model, link_id): (1, revenue)
+        for model, link_id, revenue in Credit.objects.filter(conversion=conversion).values_list("model", "link_id", "revenue")
+    }
+
+
 def _store_credits(conversion: Conversion, journey: list[Click], half_life_days: float) -> None:
+    before = _credit_state(conversion)
     Credit.objects.filter(conversion=conversion).delete()
     touches = [(click.link_id, click.occurred_at) for click in journey]
     net = max((conversion.amount or Decimal(0)) - conversion.refunded_amount, Decimal(0))
@@ -276,6 +300,7 @@ def _store_credits(conversion: Conversion, journey: list[Click], half_life_days:
             for (link_id, weight), revenue in zip(weights.items(), revenues, strict=True)
         ]
     Credit.objects.bulk_create(credits)
+    _ledger(conversion, before, {(credit.model, credit.link_id): (1, credit.revenue) for credit in credits})
 
 
 def conversion_attribute(*, conversion_id: int) -> Conversion:
@@ -329,11 +354,13 @@ def conversion_refund(*, conversion: Conversion, refunded_amount: Decimal) -> Co
         conversion.refunded_amount = min(max(refunded_amount, Decimal(0)), amount)
         conversion.save(update_fields=["refunded_amount"])
         net = amount - conversion.refunded_amount
+        before = _credit_state(conversion)
         for model in MODELS:
             credits = list(Credit.objects.filter(conversion=conversion, model=model).order_by("id"))
             for credit, revenue in zip(credits, split_revenue(net, [c.weight for c in credits]), strict=True):
                 credit.revenue = revenue
             Credit.objects.bulk_update(credits, ["revenue"])
+        _ledger(conversion, before, _credit_state(conversion))
     return conversion
 
 

@@ -230,3 +230,85 @@ class Recompute(models.Model):
     @property
     def progress(self) -> int:
         return 100 if not self.total else min(100, self.done * 100 // self.total)
+
+
+# --- rollups: what the dashboard reads -------------------------------------------------------
+
+
+class RollupCursor(models.Model):
+    """How far a rollup has read its source table (by id), and the id horizon it may read up to.
+
+    Ids are handed out when a row is inserted but become visible when its transaction commits,
+    so a rollup only reads ids that were already allocated a settling period ago (`horizon_id`
+    recorded at `horizon_at`): by then every transaction holding a lower id has committed.
+    """
+
+    name = models.CharField(max_length=32, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    horizon_id = models.BigIntegerField(default=0)
+    horizon_at = models.DateTimeField(null=True, blank=True)
+    next_horizon_id = models.BigIntegerField(default=0)
+
+
+class HourlyLinkClicks(models.Model):
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    link = models.ForeignKey("links.Link", on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    clicks = models.IntegerField(default=0)
+    unique_clicks = models.IntegerField(default=0)
+    bot_clicks = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "hour"], name="hourly_link_clicks_unique")]
+        indexes = [models.Index(fields=["creator", "hour"], name="hourly_link_clicks_creator")]
+
+
+class DailyClickDimension(models.Model):
+    """Human clicks per link, day and value of one dimension (referrer, country, device, …)."""
+
+    class Dimension(models.TextChoices):
+        REFERRER = "referrer", "Referrer"
+        COUNTRY = "country", "Country"
+        DEVICE = "device", "Device"
+        BROWSER = "browser", "Browser"
+        OS = "os", "Operating system"
+        UTM_SOURCE = "utm_source", "UTM source"
+        UTM_MEDIUM = "utm_medium", "UTM medium"
+        UTM_CAMPAIGN = "utm_campaign", "UTM campaign"
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    link = models.ForeignKey("links.Link", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    value = models.CharField(max_length=255)
+    clicks = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "day", "dimension", "value"], name="daily_dimension_unique")]
+        indexes = [models.Index(fields=["creator", "dimension", "day"], name="daily_dimension_creator")]
+
+
+class CreditLedger(models.Model):
+    """Append-only changes of credit: every (re)attribution or refund writes what it added and
+    took away per link and model, so rollups can read new rows by id exactly once."""
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    link = models.ForeignKey("links.Link", on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=32)
+    day = models.DateField(help_text="The conversion's day.")
+    conversions = models.IntegerField(default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class DailyLinkCredit(models.Model):
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    link = models.ForeignKey("links.Link", on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=32)
+    day = models.DateField()
+    conversions = models.IntegerField(default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "model", "day"], name="daily_link_credit_unique")]
+        indexes = [models.Index(fields=["creator", "model", "day"], name="daily_link_credit_creator")]

@@ -41,3 +41,11 @@ def recompute_creator(recompute_id: int) -> None:
     from attribution.conversions import recompute_run
 
     recompute_run(recompute_id=recompute_id)
+
+
+@shared_task(name="attribution.tasks.run_rollups", ignore_result=True, soft_time_limit=240, time_limit=300)
+def run_rollups() -> dict:
+    """Fold new clicks and credit changes into the dashboard's rollups (beat: every 30 s)."""
+    from attribution.rollups import rollups_run
+
+    return rollups_run()
