@@ -81,8 +81,9 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
                     """,  # noqa: S608 (only fixed SQL fragments are formatted in)
                     [start, end],
                 )
+                # Only the fixed fragments of _DIMENSIONS are formatted in; the ids are parameters.
                 selects = " UNION ALL ".join(
-                    f"SELECT creator_id, link_id, {_day('occurred_at')} AS day, '{name}' AS dimension, {expression} AS value, id "
+                    f"SELECT creator_id, link_id, {_day('occurred_at')} AS day, '{name}' AS dimension, {expression} AS value, id "  # noqa: S608
                     f"FROM attribution_click WHERE id > %s AND id <= %s AND NOT is_bot AND {expression} <> ''"
                     for name, expression in _DIMENSIONS.items()
                 )
