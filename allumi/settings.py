@@ -147,7 +147,7 @@ ROOT_URLCONF = "allumi.urls"
 WSGI_APPLICATION = "allumi.wsgi.application"
 AUTH_USER_MODEL = "accounts.Creator"
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "links:list"
+LOGIN_REDIRECT_URL = "reports:overview"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 TEMPLATES = [

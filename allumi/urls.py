@@ -1,21 +1,16 @@
 from django.contrib import admin
-from django.shortcuts import redirect
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from allumi.core import health, metrics
 from attribution import redirect as short_links
 from attribution.urls import api_patterns as attribution_api_patterns
-from attribution.urls import link_page_patterns
+from attribution.urls import link_page_patterns, report_patterns
+from attribution.views import home
 from billing.urls import page_patterns as billing_page_patterns
 from billing.urls import webhook_patterns as billing_webhook_patterns
 from links.urls import api_patterns as link_api_patterns
 from links.urls import page_patterns as link_page_edit_patterns
-
-
-def home(request):
-    return redirect("links:list" if request.user.is_authenticated else "accounts:login")
-
 
 urlpatterns = [
     # the short links themselves
@@ -25,6 +20,7 @@ urlpatterns = [
     # dashboard
     path("", home, name="home"),
     path("accounts/", include("allumi.accounts.urls")),
+    path("", include((report_patterns, "reports"))),
     path("links/", include((link_page_patterns + link_page_edit_patterns, "links"))),
     path("settings/billing/", include((billing_page_patterns, "billing"))),
     # REST API and its documentation

@@ -17,14 +17,15 @@ from attribution.models import Click, CreditLedger, RollupCursor
 BATCH = 200_000
 
 _DIMENSIONS = {
-    "referrer": "CASE WHEN referrer_domain = '' THEN 'direct' ELSE referrer_domain END",
-    "country": "CASE WHEN country = '' THEN 'unknown' ELSE country END",
-    "device": "CASE WHEN device_type = '' THEN 'other' ELSE device_type END",
-    "browser": "CASE WHEN browser = '' THEN 'unknown' ELSE browser END",
-    "os": "CASE WHEN os = '' THEN 'unknown' ELSE os END",
-    "utm_source": "utm_source",
-    "utm_medium": "utm_medium",
-    "utm_campaign": "utm_campaign",
+    "referrer": "CASE WHEN c.referrer_domain = '' THEN 'direct' ELSE c.referrer_domain END",
+    "country": "CASE WHEN c.country = '' THEN 'unknown' ELSE c.country END",
+    "device": "CASE WHEN c.device_type = '' THEN 'other' ELSE c.device_type END",
+    "browser": "CASE WHEN c.browser = '' THEN 'unknown' ELSE c.browser END",
+    "os": "CASE WHEN c.os = '' THEN 'unknown' ELSE c.os END",
+    # The visit's own UTM fields, else the ones the link adds to its destination.
+    "utm_source": "CASE WHEN c.utm_source <> '' THEN c.utm_source ELSE l.utm_source END",
+    "utm_medium": "CASE WHEN c.utm_medium <> '' THEN c.utm_medium ELSE l.utm_medium END",
+    "utm_campaign": "CASE WHEN c.utm_campaign <> '' THEN c.utm_campaign ELSE l.utm_campaign END",
 }
 
 
@@ -83,8 +84,9 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
                 )
                 # Only the fixed fragments of _DIMENSIONS are formatted in; the ids are parameters.
                 selects = " UNION ALL ".join(
-                    f"SELECT creator_id, link_id, {_day('occurred_at')} AS day, '{name}' AS dimension, {expression} AS value, id "  # noqa: S608
-                    f"FROM attribution_click WHERE id > %s AND id <= %s AND NOT is_bot AND {expression} <> ''"
+                    f"SELECT c.creator_id, c.link_id, {_day('c.occurred_at')} AS day, '{name}' AS dimension, {expression} AS value, c.id "  # noqa: S608
+                    f"FROM attribution_click c JOIN links_link l ON l.id = c.link_id "
+                    f"WHERE c.id > %s AND c.id <= %s AND NOT c.is_bot AND {expression} <> ''"
                     for name, expression in _DIMENSIONS.items()
                 )
                 db.execute(

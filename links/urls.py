@@ -7,6 +7,7 @@ page_patterns = [
     path("new/", views.link_create_page, name="create"),
     path("<int:link_id>/edit/", views.link_edit_page, name="edit"),
     path("<int:link_id>/archive/", views.link_archive_page, name="archive"),
+    path("<int:link_id>/qr.<str:fmt>", views.link_qr, name="qr"),
 ]
 
 # REST API under /api/v1/links

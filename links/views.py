@@ -1,8 +1,12 @@
 """Dashboard pages that change links: create, edit, archive. Traffic pages live in attribution."""
 
+import io
+
+import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -60,3 +64,17 @@ def link_archive_page(request, link_id: int):
         link_archive(link=link)
         messages.success(request, "Link archived. It still redirects; find it under “Archived”.")
     return redirect("links:detail", link_id=link.id)
+
+
+@login_required
+def link_qr(request, link_id: int, fmt: str):
+    """The short URL as a QR code, PNG or SVG, for print and slides."""
+    if fmt not in ("png", "svg"):
+        raise Http404
+    link = link_get_for_creator(creator=request.user, link_id=link_id)
+    buffer = io.BytesIO()
+    segno.make(link.short_url, error="m").save(buffer, kind=fmt, scale=8 if fmt == "png" else 4, border=2)
+    response = HttpResponse(buffer.getvalue(), content_type="image/png" if fmt == "png" else "image/svg+xml")
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="allumi-{link.short_id}.{fmt}"'
+    return response

@@ -6,6 +6,7 @@ from tests.conftest import PASSWORD
 LOGIN = reverse("accounts:login")
 LOGOUT = reverse("accounts:logout")
 LINKS = reverse("links:list")
+OVERVIEW = reverse("reports:overview")  # where log-in leads
 
 
 def _log_in(client, email, password=PASSWORD, **extra):
@@ -16,7 +17,7 @@ def _log_in(client, email, password=PASSWORD, **extra):
 def test_it_logs_in_with_the_email_in_any_case(client, alice, email):
     response = _log_in(client, email)
 
-    assert response.status_code == 302 and response["Location"] == LINKS
+    assert response.status_code == 302 and response["Location"] == OVERVIEW
     assert client.session["_auth_user_id"] == str(alice.pk)
     alice.refresh_from_db()
     assert alice.last_login is not None
@@ -28,7 +29,7 @@ def test_it_follows_a_safe_next_parameter_and_ignores_a_foreign_one(client, alic
     assert _log_in(client, "alice@example.com", next=profile)["Location"] == profile
 
     client.post(LOGOUT)
-    assert _log_in(client, "alice@example.com", next="https://evil.example/")["Location"] == LINKS
+    assert _log_in(client, "alice@example.com", next="https://evil.example/")["Location"] == OVERVIEW
 
 
 @pytest.mark.parametrize(
@@ -73,10 +74,10 @@ def test_it_does_not_log_out_on_get(alice_client):
     assert alice_client.get(LINKS).status_code == 200
 
 
-def test_it_sends_a_signed_in_creator_from_the_login_page_to_their_links(alice_client):
+def test_it_sends_a_signed_in_creator_from_the_login_page_to_their_overview(alice_client):
     response = alice_client.get(LOGIN)
 
-    assert response.status_code == 302 and response["Location"] == LINKS
+    assert response.status_code == 302 and response["Location"] == OVERVIEW
 
 
 def test_it_shows_the_login_form(client, db):

@@ -11,6 +11,7 @@ SENT = reverse("accounts:password_reset_done")
 COMPLETE = reverse("accounts:password_reset_complete")
 LOGIN = reverse("accounts:login")
 LINKS = reverse("links:list")
+OVERVIEW = reverse("reports:overview")  # where log-in leads
 NEW_PASSWORD = "a-brand-new-passphrase-42"
 
 
@@ -45,7 +46,7 @@ def test_it_emails_a_link_that_sets_a_new_password(client, alice):
     assert alice.check_password(NEW_PASSWORD) and not alice.check_password(PASSWORD)
     assert _log_in(client, "alice@example.com", PASSWORD).status_code == 200
     response = _log_in(client, "alice@example.com", NEW_PASSWORD)
-    assert response.status_code == 302 and response["Location"] == LINKS
+    assert response.status_code == 302 and response["Location"] == OVERVIEW
 
 
 def test_it_refuses_a_used_reset_link(client, alice):

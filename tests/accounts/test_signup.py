@@ -13,6 +13,7 @@ from tests.conftest import PASSWORD
 SIGNUP = reverse("accounts:signup")
 LOGIN = reverse("accounts:login")
 LINKS = reverse("links:list")
+OVERVIEW = reverse("reports:overview")  # where log-in leads
 
 
 def _sign_up(client, email="carol@example.com", password=PASSWORD, name="Carol"):
@@ -103,7 +104,7 @@ def test_it_lets_a_creator_log_in_once_confirmed(client):
 
     response = _log_in(client, "carol@example.com")
 
-    assert response.status_code == 302 and response["Location"] == LINKS
+    assert response.status_code == 302 and response["Location"] == OVERVIEW
     assert mail.outbox == []
 
 

@@ -516,7 +516,7 @@ def test_a_lone_home_visitor_matching_exactly_is_attributed_probabilistically_an
     conversion = Conversion.objects.get(pk=response.json()["id"])
     assert conversion.visitor_id == "" and conversion.click_id == ""
     assert conversion.status == Conversion.Status.ATTRIBUTED
-    assert 25 <= conversion.confidence <= 60
+    assert 25 <= conversion.confidence <= 48
     assert conversion.evidence["same_address"] is True
     assert conversion.evidence["method"] == "fingerprint"
     assert conversion.evidence["clicks"] == [first.public_id, second.public_id]

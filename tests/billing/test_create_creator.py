@@ -106,7 +106,7 @@ def test_it_sets_the_password_when_given(client):
 
     response = client.post("/accounts/login/", {"username": "carol@example.com", "password": PASSWORD})
 
-    assert response.status_code == 302 and response["Location"] == "/links/"
+    assert response.status_code == 302 and response["Location"] == "/overview/"
 
 
 @pytest.mark.django_db
@@ -188,4 +188,4 @@ def test_it_lets_a_creator_provisioned_without_password_choose_one_by_password_r
     set_url = client.get(path, follow=True).redirect_chain[-1][0]
     client.post(set_url, {"new_password1": PASSWORD, "new_password2": PASSWORD})
     response = client.post("/accounts/login/", {"username": "carol@example.com", "password": PASSWORD})
-    assert response.status_code == 302 and response["Location"] == "/links/"
+    assert response.status_code == 302 and response["Location"] == "/overview/"

@@ -18,6 +18,7 @@ from allumi.accounts.models import ApiKey, Creator
 from allumi.accounts.services import api_key_create, creator_create
 from attribution.conversions import conversion_record
 from attribution.models import Conversion
+from attribution.rollups import rollups_run
 from attribution.services import click_payload, clicks_store, new_click_id, new_visitor_id
 from links.services import link_create
 
@@ -98,6 +99,7 @@ class Command(BaseCommand):
                 links.append((link, source, 1.0 / (1 + index * 0.25)))
         payloads = self._make_clicks(rng, links, clicks, now)
         conversions = self._make_conversions(rng, creator, payloads, now)
+        rollups_run()
         self.stdout.write(
             self.style.SUCCESS(f"Demo creator loaded with {len(links)} links, {clicks} clicks and {conversions} conversions.")
         )
