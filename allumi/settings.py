@@ -223,10 +223,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- click capture --------------------------------------------------------------------------
 
-# Seconds a worker process keeps a link in memory before asking the shared cache again. A change
-# to a link clears the shared cache and this process's copy at once; other processes see it
-# within this many seconds.
-LINK_CACHE_LOCAL_TTL = env_float("LINK_CACHE_LOCAL_TTL", 5.0)
+# Seconds a worker process keeps a link in memory. A change to a link also bumps a shared version
+# that every process checks once a second, so edits reach all workers within about a second.
+LINK_CACHE_LOCAL_TTL = env_float("LINK_CACHE_LOCAL_TTL", 300.0)
 LINK_CACHE_SHARED_TTL = env_int("LINK_CACHE_SHARED_TTL", 300, minimum=1)
 CLICK_FLUSH_BATCH_SIZE = env_int("CLICK_FLUSH_BATCH_SIZE", 2000, minimum=1)
 # A flusher that dies keeps the buffer locked this long; each batch renews the lock.

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 
-from allumi.accounts.keys import random_base62
 from allumi.core.breaker import redis_breaker
 from allumi.core.client_ip import client_ip, network_prefix
 from allumi.core.metrics import clicks_recorded
@@ -35,8 +34,17 @@ _VISITOR_SIGNER = signing.Signer(salt="allumi.visitor")
 # --- identifiers ---------------------------------------------------------------------------
 
 
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
 def new_click_id() -> str:
-    return "c_" + random_base62(12)
+    """`c_` and 12 base62 characters (71 bits) from one CSPRNG draw: fast enough for the hot path."""
+    number = int.from_bytes(secrets.token_bytes(9), "big")
+    characters = []
+    for _ in range(12):
+        number, digit = divmod(number, 62)
+        characters.append(_BASE62[digit])
+    return "c_" + "".join(characters)
 
 
 def visitor_id_from_cookie(value: str | None) -> str | None:
