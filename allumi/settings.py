@@ -121,6 +121,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "allumi.core.alerts.RequestStatsMiddleware",
     "allumi.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "allumi.core.middleware.SecurityHeadersMiddleware",
@@ -217,6 +218,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-pending-conversions": {"task": "attribution.tasks.sweep_pending_conversions", "schedule": 60.0},
     "sweep-whop-events": {"task": "billing.tasks.sweep_whop_events", "schedule": 60.0},
     "run-rollups": {"task": "attribution.tasks.run_rollups", "schedule": 30.0},
+    "check-alerts": {"task": "allumi.core.alerts.check_alerts", "schedule": 60.0},
     "reconcile-whop-payments": {"task": "billing.tasks.reconcile_whop_payments", "schedule": 600.0},
 }
 
@@ -416,6 +418,14 @@ RATELIMIT_VIEW = "allumi.core.errors.rate_limited"
 if not REDIS_URL:
     # The local-memory cache counts per process: fine for trying Allumi, not for production.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# Alert checks (a periodic task): thresholds, the window they look at, and who is told.
+ALERT_ERROR_RATE = env_float("ALERT_ERROR_RATE", 0.01)
+ALERT_P95_MS = env_float("ALERT_P95_MS", 1000.0)
+ALERT_ATTRIBUTION_RATE = env_float("ALERT_ATTRIBUTION_RATE", 0.60)
+ALERT_WINDOW_MINUTES = env_int("ALERT_WINDOW_MINUTES", 5, minimum=1)
+ALERT_MIN_REQUESTS = env_int("ALERT_MIN_REQUESTS", 100, minimum=1)
+OPERATOR_EMAILS = env_list("OPERATOR_EMAILS")
 
 # Prometheus metrics at /metrics: in production only with this bearer token (or from
 # METRICS_ALLOWED_NETWORKS, e.g. the scraper's network).

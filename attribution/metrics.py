@@ -11,6 +11,7 @@ from attribution import buffer
 from attribution.models import Conversion
 
 ATTRIBUTION_RATE_WINDOW = timedelta(hours=24)
+ATTRIBUTION_RATE_MIN_CONVERSIONS = 20
 
 
 def attribution_rate(*, since) -> float | None:
@@ -40,3 +41,14 @@ class AttributionCollector:
             client = buffer.client()
             yield GaugeMetricFamily("allumi_click_buffer_depth", "Clicks waiting in Redis", value=client.llen(buffer.CLICK_BUFFER_KEY))
             yield GaugeMetricFamily("allumi_celery_queue_depth", "Tasks waiting in the Celery queue", value=client.llen("celery"))
+
+
+def attribution_rate_check():
+    from allumi.core.alerts import CheckResult
+
+    since = timezone.now() - ATTRIBUTION_RATE_WINDOW
+    decided = Conversion.objects.filter(created_at__gte=since).exclude(status=Conversion.Status.PENDING).count()
+    if decided < ATTRIBUTION_RATE_MIN_CONVERSIONS:
+        return CheckResult(False, None, f"only {decided} conversions decided in 24 h")
+    rate = attribution_rate(since=since)
+    return CheckResult(rate < settings.ALERT_ATTRIBUTION_RATE, rate, f"{rate:.0%} of {decided} conversions in 24 h found a journey")
