@@ -29,7 +29,7 @@ def bar_chart(values: list[float], *, title: str, labels: list[str], css_class: 
     )
     return mark_safe(  # noqa: S308 (built from numbers and escaped labels only)
         f'<svg class="chart {css_class}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
-        f'preserveAspectRatio="none"><title>{escape(title)}</title>{axis}{"".join(bars)}</svg>'
+        f'preserveAspectRatio="xMidYMid meet"><title>{escape(title)}</title>{axis}{"".join(bars)}</svg>'
     )
 
 

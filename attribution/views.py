@@ -5,12 +5,14 @@ import csv
 from collections import defaultdict
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q, Sum
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 
 from attribution import reports
@@ -197,7 +199,7 @@ def settings_page(request):
             messages.success(request, "Settings saved.")
         return redirect("reports:settings")
     recompute = Recompute.objects.filter(creator=request.user).order_by("-id").first()
-    snippet_src = request.build_absolute_uri("/static/allumi.js")
+    snippet_src = settings.SITE_URL + static("allumi.js")
     return render(
         request,
         "attribution/settings.html",

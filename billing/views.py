@@ -19,7 +19,7 @@ class WhopConnectionForm(forms.Form):
         help_text="Paste the webhook secret Whop shows for this endpoint. Leave empty to keep the current one.",
     )
     api_key = forms.CharField(
-        required=False, max_length=255, widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        required=False, max_length=255, label="Whop API key", widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
         help_text="Optional: a Whop API key with read access to payments, so Allumi can fetch payments a webhook missed.",
     )
     company_id = forms.CharField(required=False, max_length=64, label="Whop company id", help_text="biz_…, needed with the API key.")

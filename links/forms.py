@@ -30,6 +30,10 @@ class LinkForm(forms.ModelForm):
             "pass_click_id", "is_active", "expires_at", "expired_url",
         ]
         widgets = {"url": forms.URLInput(attrs={"placeholder": "https://your-site.example/offer"})}
+        labels = {
+            "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
+            "utm_term": "UTM term", "utm_content": "UTM content", "pass_click_id": "Pass the click id",
+        }
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
