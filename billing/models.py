@@ -77,6 +77,8 @@ class WhopEvent(models.Model):
             models.Index(fields=["connection", "-received_at"], name="whop_event_connection_time"),
             models.Index(fields=["status", "received_at"], name="whop_event_status_time"),
             models.Index(fields=["object_id"], name="whop_event_object"),
+            # Refunds waiting for their payment are few; finding them must not scan a store's history.
+            models.Index(fields=["connection"], condition=models.Q(status="waiting"), name="whop_event_waiting"),
         ]
 
     def __str__(self):

@@ -3,6 +3,7 @@
 import json
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -29,6 +30,29 @@ class EventError(Exception):
 
 
 # --- connections ------------------------------------------------------------------------------
+
+_CONNECTION_CACHE_SECONDS = 10.0
+_connections_by_token: dict[str, tuple[float, WhopConnection, str]] = {}
+
+
+def connection_for_token(token: str) -> tuple[WhopConnection, str] | None:
+    """The connection behind a webhook URL and its decrypted signing secret, kept in this
+    process for a few seconds: a burst of deliveries costs one query and one decryption."""
+    now = time.monotonic()
+    hit = _connections_by_token.get(token)
+    if hit is not None and hit[0] > now:
+        return hit[1], hit[2]
+    connection = WhopConnection.objects.filter(token=token).first()
+    if connection is None:
+        return None
+    try:
+        secret = connection.signing_secret
+    except ValueError:  # encrypted under another SECRET_KEY: every signature will fail
+        secret = ""
+    if len(_connections_by_token) > 10_000:
+        _connections_by_token.clear()
+    _connections_by_token[token] = (now + _CONNECTION_CACHE_SECONDS, connection, secret)
+    return connection, secret
 
 
 def whop_connection_create(*, creator: Creator, signing_secret: str = "") -> WhopConnection:
@@ -58,6 +82,7 @@ def whop_connection_update(
         fields.append("company_id")
     if fields:
         connection.save(update_fields=fields)
+        _connections_by_token.pop(connection.token, None)  # other processes follow within seconds
     return connection
 
 
@@ -281,6 +306,6 @@ def _refunds_waiting_done(*, creator: Creator, payment_id: str) -> None:
     """Deliveries of refunds that waited for this payment are applied now (payment_record added them)."""
     waiting = WhopEvent.objects.filter(
         connection__creator=creator, status=WhopEvent.Status.WAITING, event_type__startswith="refund."
-    )
+    ).only("id", "body")
     done = [event.id for event in waiting if _nested(json.loads(event.body), "data", "payment", "id") == payment_id]
     WhopEvent.objects.filter(id__in=done).update(status=WhopEvent.Status.PROCESSED, processed_at=timezone.now())

@@ -8,9 +8,11 @@ delivery is never refused for rate.
 import hashlib
 import json
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -20,6 +22,7 @@ from allumi.core.api import error_response
 from allumi.core.client_ip import client_ip
 from allumi.core.metrics import webhook_deliveries
 from billing.models import WhopConnection, WhopEvent
+from billing.services import connection_for_token
 from billing.signatures import InvalidSignature, verify_delivery
 
 logger = logging.getLogger(__name__)
@@ -73,24 +76,33 @@ def _store_if_genuine(request, *, endpoint: str, secret: str, connection: WhopCo
     webhook_id = webhook_id or str(payload.get("id") or "") or "sha256:" + hashlib.sha256(body).hexdigest()
     object_id = data.get("id") if isinstance(data.get("id"), str) else ""
     try:
+        # One INSERT, committed on its own: the unique (endpoint, webhook-id) decides duplicates,
+        # and no other row is locked, so deliveries to one store never queue behind each other.
         with transaction.atomic():
             event = WhopEvent.objects.create(
                 endpoint=endpoint,
-                connection=connection,
+                connection_id=connection.id if connection else None,
                 webhook_id=webhook_id[:128],
                 event_type=event_type[:64],
                 object_id=object_id[:64],
                 headers={name: request.headers.get(name, "") for name in _KEPT_HEADERS if request.headers.get(name)},
                 body=text,
             )
-            if connection is not None:
-                WhopConnection.objects.filter(pk=connection.pk).update(last_delivery_at=event.received_at)
     except IntegrityError:
         return JsonResponse({"status": "duplicate"}, status=200)
+    if connection is not None:
+        _note_delivery(connection, event.received_at)
     from billing.tasks import process_whop_event
 
     transaction.on_commit(lambda: _enqueue(process_whop_event, event.id))
     return JsonResponse({"status": "received", "id": event.id}, status=200)
+
+
+def _note_delivery(connection: WhopConnection, when) -> None:
+    """Last delivery time for the settings page, written at most once a minute per store."""
+    WhopConnection.objects.filter(pk=connection.id).filter(
+        Q(last_delivery_at__isnull=True) | Q(last_delivery_at__lt=when - timedelta(minutes=1))
+    ).update(last_delivery_at=when)
 
 
 def _enqueue(task, event_id: int) -> None:
@@ -103,14 +115,11 @@ def _enqueue(task, event_id: int) -> None:
 @csrf_exempt
 @require_POST
 def whop_webhook(request, token: str):
-    connection = WhopConnection.objects.filter(token=token).first()
-    if connection is None:
+    found = connection_for_token(token)
+    if found is None:
         webhook_deliveries.labels(outcome="unknown_endpoint").inc()
         return error_response("unknown_endpoint", "No Whop connection has this webhook URL.", 404)
-    try:
-        secret = connection.signing_secret
-    except ValueError:
-        secret = ""
+    connection, secret = found
     return _receive(request, endpoint=f"creator:{connection.creator_id}", secret=secret, connection=connection)
 
 

@@ -146,7 +146,7 @@ def test_it_lists_recent_deliveries_with_their_status(alice_client, deliver):
 def test_a_failed_delivery_shows_its_attempts_error_and_a_reprocess_button(alice_client, failing_payment):
     page = _text(alice_client.get(PAGE))
 
-    row = re.search(r"<tr>\s*<td>[^<]*</td><td>payment\.succeeded</td>.*?</tr>", page, re.S).group(0)
+    row = re.search(r"<tr>\s*<td[^>]*>[^<]*</td><td>payment\.succeeded</td>.*?</tr>", page, re.S).group(0)
     assert "<td>Failed</td>" in row
     assert f'<td class="num">{failing_payment.attempts}</td>' in row and failing_payment.attempts > 1
     assert "RuntimeError: boom" in row
