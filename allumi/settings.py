@@ -6,10 +6,12 @@ Every variable is listed with a comment in `.env.example`. A bad value fails at 
 
 import ipaddress
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -114,6 +116,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "allumi.core",
     "allumi.accounts",
+    "allumi.integrations",
     "links",
     "attribution",
     "billing",
@@ -197,6 +200,13 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
+# --- backups --------------------------------------------------------------------------------
+
+# `manage.py backup` and the daily beat task write here and keep the newest BACKUP_KEEP backups.
+BACKUP_DIR = Path(env_str("BACKUP_DIR") or BASE_DIR / "var" / "backups")
+BACKUP_KEEP = env_int("BACKUP_KEEP", 14, minimum=1)
+
+
 # --- Celery ---------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
@@ -219,8 +229,18 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-whop-events": {"task": "billing.tasks.sweep_whop_events", "schedule": 60.0},
     "run-rollups": {"task": "attribution.tasks.run_rollups", "schedule": 30.0},
     "check-alerts": {"task": "allumi.core.alerts.check_alerts", "schedule": 60.0},
+    "backup-database": {"task": "allumi.core.tasks.backup_database", "schedule": crontab(hour=3, minute=30)},
     "reconcile-whop-payments": {"task": "billing.tasks.reconcile_whop_payments", "schedule": 600.0},
+    "send-conversion-alerts": {"task": "attribution.tasks.send_conversion_alerts", "schedule": 60.0},
+    "send-weekly-reports": {"task": "attribution.tasks.send_weekly_reports", "schedule": crontab(hour=8, minute=0)},
+    "sweep-queued-emails": {"task": "allumi.accounts.tasks.sweep_queued_emails", "schedule": 300.0},
+    "deliver-webhooks": {"task": "integrations.tasks.deliver_due", "schedule": 15.0},
 }
+
+
+# Outgoing webhooks never go to loopback, private, link-local or metadata addresses. Tests turn
+# this on to deliver to a receiver on 127.0.0.1; it is deliberately not read from the environment.
+INTEGRATIONS_ALLOW_PRIVATE_TARGETS = False
 
 
 # --- click capture --------------------------------------------------------------------------
@@ -252,8 +272,39 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 EMAIL_CONFIRMATION_MAX_AGE = 60 * 60 * 24 * 3
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Outgoing email: a provider's HTTP API through django-anymail when ANYMAIL_PROVIDER is set (with
+# its ANYMAIL_API_KEY), else EMAIL_BACKEND: the console by default, SMTP with the EMAIL_HOST settings.
+_ANYMAIL_KEY_SETTINGS = {
+    "postmark": "POSTMARK_SERVER_TOKEN",
+    "sendgrid": "SENDGRID_API_KEY",
+    "mailgun": "MAILGUN_API_KEY",
+    "resend": "RESEND_API_KEY",
+    "brevo": "BREVO_API_KEY",
+    "sparkpost": "SPARKPOST_API_KEY",
+    "mailersend": "MAILERSEND_API_TOKEN",
+}
+ANYMAIL_PROVIDER = env_str("ANYMAIL_PROVIDER").lower()
+if ANYMAIL_PROVIDER:
+    if ANYMAIL_PROVIDER not in _ANYMAIL_KEY_SETTINGS:
+        raise ImproperlyConfigured(f"ANYMAIL_PROVIDER must be one of {', '.join(sorted(_ANYMAIL_KEY_SETTINGS))}")
+    if not env_str("ANYMAIL_API_KEY"):
+        raise ImproperlyConfigured("ANYMAIL_PROVIDER needs ANYMAIL_API_KEY")
+    ANYMAIL = {_ANYMAIL_KEY_SETTINGS[ANYMAIL_PROVIDER]: env_str("ANYMAIL_API_KEY")}
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    f"anymail.backends.{ANYMAIL_PROVIDER}.EmailBackend" if ANYMAIL_PROVIDER else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # a stuck server fails the attempt; the task retries
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Allumi <no-reply@allumi.invalid>")
+# Sales arriving within this many minutes of the first go out in one conversion alert.
+CONVERSION_ALERT_WINDOW_MINUTES = env_int("CONVERSION_ALERT_WINDOW_MINUTES", 10, minimum=1)
+# Who receives the marketing site's demo requests (comma-separated); empty: stored, not emailed.
+DEMO_REQUEST_RECIPIENTS = env_list("DEMO_REQUEST_RECIPIENTS")
 
 # Log-in brute-force protection: five failures for one email from one address lock it for 15 min.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
@@ -338,10 +389,18 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# Browsers call the track endpoint from creators' own sites: CORS there only, echoing the calling
-# origin with credentials so the allumi_vid cookie can travel where the browser allows it.
-CORS_URLS_REGEX = r"^/api/v1/conversions/track$"
-CORS_ALLOW_ALL_ORIGINS = True
+# Browsers call the track endpoint from creators' own sites: CORS there echoes any calling origin
+# with credentials so the allumi_vid cookie can travel where the browser allows it (allumi.core.cors).
+# The demo capture answers CORS only for Allumi's marketing site (MARKETING_ORIGIN, comma-separated
+# origins such as https://allumi.example). No other path answers CORS at all.
+MARKETING_ORIGIN = [origin.rstrip("/") for origin in env_list("MARKETING_ORIGIN")]
+for _origin in MARKETING_ORIGIN:
+    if not re.fullmatch(r"https?://[^/?#\s]+", _origin):
+        raise ImproperlyConfigured(f"MARKETING_ORIGIN has {_origin!r}: use scheme://host[:port], no path")
+CORS_URLS_REGEX = r"^/api/(v1/conversions/track|demo/capture)$"
+CORS_ANY_ORIGIN_URLS_REGEX = r"^/api/v1/conversions/track$"
+CORS_ALLOWED_ORIGINS = MARKETING_ORIGIN
+CORS_ALLOW_ALL_ORIGINS = False
 CORS_ALLOW_CREDENTIALS = True
 CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
 CORS_ALLOW_HEADERS = ["content-type", "x-allumi-key", "authorization"]

@@ -23,16 +23,15 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
 
 
 def pytest_collection_modifyitems(config, items):
-    """On SQLite, leave out tests marked `postgres` (concurrent writers): reported as deselected,
-    never silently skipped. CI runs them on PostgreSQL."""
+    """Leave out tests about the other database engine (`postgres` on SQLite, `sqlite` on
+    PostgreSQL): reported as deselected, never silently skipped. CI runs both."""
     from django.conf import settings
 
-    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        return
-    kept = [item for item in items if item.get_closest_marker("postgres") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("postgres")])
-        items[:] = kept
+    other = "sqlite" if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "postgres"
+    left_out = [item for item in items if item.get_closest_marker(other)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
 
 
 @pytest.fixture(autouse=True)

@@ -119,16 +119,22 @@ def backups_prune(*, directory: Path, keep: int) -> list[Path]:
     kept = backups[-keep:]
     oldest_kept = kept[0].name if kept else ""
     for path in directory.iterdir():
-        match = _CHECKSUM_NAME.match(path.name)
-        # A checksum without its backup is what a crash between the two renames leaves behind.
-        if match and match.group(1) < oldest_kept and not (directory / match.group(1)).exists():
+        if _is_leftover(path, oldest_kept=oldest_kept):
             path.unlink(missing_ok=True)
-        elif path.name.endswith(_PARTIAL_SUFFIX) and path.name.startswith(f".{BACKUP_PREFIX}"):
-            if time.time() - path.stat().st_mtime > _STALE_PARTIAL_SECONDS:
-                path.unlink(missing_ok=True)
     if removed:
         _fsync_dir(directory)
     return removed
+
+
+def _is_leftover(path: Path, *, oldest_kept: str) -> bool:
+    """A checksum whose backup is gone (a crash between the two renames), or a `.partial` file of a
+    run that died long ago. Only older than the oldest kept backup: a run beside us may be midway."""
+    match = _CHECKSUM_NAME.match(path.name)
+    if match:
+        return match.group(1) < oldest_kept and not path.with_name(match.group(1)).exists()
+    if path.name.startswith(f".{BACKUP_PREFIX}") and path.name.endswith(_PARTIAL_SUFFIX):
+        return time.time() - path.stat().st_mtime > _STALE_PARTIAL_SECONDS
+    return False
 
 
 # --- verify and restore ---------------------------------------------------------------------

@@ -22,15 +22,15 @@ class Command(BaseCommand):
     help = "Back up the database (pg_dump on PostgreSQL, a consistent copy on SQLite) with a SHA-256 checksum."
 
     def add_arguments(self, parser):
-        parser.add_argument("--dir", type=Path, default=None, help=f"Backup folder. Default: BACKUP_DIR ({backup_dir_default()}).")
+        parser.add_argument("--dir", dest="directory", type=Path, default=None, help=f"Backup folder. Default: BACKUP_DIR ({backup_dir_default()}).")
         parser.add_argument(
             "--keep", type=_positive, default=None,
             help=f"Keep this many newest backups, delete older ones. Default: BACKUP_KEEP ({backup_keep_default()}).",
         )
 
-    def handle(self, *args, dir, keep, **options):  # noqa: A002 (the option's name)
+    def handle(self, *args, directory, keep, **options):
         try:
-            backup = backup_create(directory=dir, keep=keep)
+            backup = backup_create(directory=directory, keep=keep)
         except BackupError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(self.style.SUCCESS(f"Backup written: {backup.path}"))
