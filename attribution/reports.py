@@ -15,6 +15,7 @@ from allumi.accounts.models import Creator
 from attribution.models import (
     Click,
     Conversion,
+    Credit,
     CreditLedger,
     DailyClickDimension,
     DailyLinkCredit,
@@ -23,6 +24,7 @@ from attribution.models import (
 )
 from links.models import Link
 
+CENT = Decimal("0.01")
 PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
 DIMENSIONS = [choice for choice in DailyClickDimension.Dimension]
 _TAIL_DIMENSIONS = {
@@ -46,6 +48,19 @@ class Period:
         return self.end - self.start <= timedelta(days=2)
 
     @property
+    def whole_days(self) -> bool:
+        midnight = {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}
+        return self.start == self.start.replace(**midnight) and self.end == self.end.replace(**midnight)
+
+    @property
+    def day_start(self) -> datetime:
+        return self.start.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    @property
+    def day_end(self) -> datetime:
+        return datetime.combine(self.days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=self.start.tzinfo)
+
+    @property
     def days(self) -> list[date]:
         first, last = self.start.date(), (self.end - timedelta(microseconds=1)).date()
         return [first + timedelta(days=n) for n in range((last - first).days + 1)]
@@ -56,8 +71,14 @@ def period_for(preset: str = "30d", start: date | None = None, end: date | None 
         begin = timezone.make_aware(datetime.combine(min(start, end), datetime.min.time()), timezone.get_current_timezone())
         finish = timezone.make_aware(datetime.combine(max(start, end) + timedelta(days=1), datetime.min.time()), timezone.get_current_timezone())
         return Period(begin, finish)
-    now = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return Period(now - PRESETS.get(preset, PRESETS["30d"]), now)
+    span = PRESETS.get(preset, PRESETS["30d"])
+    if span < timedelta(days=2):
+        # Hour-aligned: the last 24 whole hours and the current one.
+        end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    else:
+        # Day-aligned, ending with today: whole days, which the daily rollups answer exactly.
+        end = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return Period(end - span, end)
 
 
 def _cursor(name: str) -> int:
@@ -89,7 +110,23 @@ def traffic(*, creator: Creator, period: Period, link: Link | None = None) -> di
     return {key: (rolled[key] or 0) + (tail[key] or 0) for key in ("clicks", "unique", "bots")}
 
 
+def _cents(value) -> Decimal:
+    # SQLite sums decimals as floats; money leaves here in exact cents on every database.
+    return Decimal(value or 0).quantize(CENT)
+
+
+def _exact_credits(creator: Creator, period: Period, model: str, link: Link | None):
+    """Credits of conversions inside a period that is not whole days (24 h): read directly."""
+    credits = Credit.objects.filter(
+        conversion__creator=creator, model=model, conversion__occurred_at__gte=period.start, conversion__occurred_at__lt=period.end
+    )
+    return credits.filter(link=link) if link else credits
+
+
 def earnings(*, creator: Creator, period: Period, model: str, link: Link | None = None) -> dict:
+    if not period.whole_days:
+        exact = _exact_credits(creator, period, model, link).aggregate(conversions=Count("conversion_id"), revenue=Sum("revenue"))
+        return {"conversions": exact["conversions"] or 0, "revenue": _cents(exact["revenue"])}
     days = DailyLinkCredit.objects.filter(creator=creator, model=model, day__gte=period.start.date(), day__lte=period.days[-1])
     if link:
         days = days.filter(link=link)
@@ -97,7 +134,7 @@ def earnings(*, creator: Creator, period: Period, model: str, link: Link | None 
     tail = _tail_ledger(creator, period, model, link).aggregate(conversions=Sum("conversions"), revenue=Sum("revenue"))
     return {
         "conversions": (rolled["conversions"] or 0) + (tail["conversions"] or 0),
-        "revenue": (rolled["revenue"] or Decimal(0)) + (tail["revenue"] or Decimal(0)),
+        "revenue": _cents(rolled["revenue"]) + _cents(tail["revenue"]),
     }
 
 
@@ -174,9 +211,9 @@ def series(*, creator: Creator, period: Period, model: str, link: Link | None = 
     if link:
         credit_days = credit_days.filter(link=link)
     for day, amount in credit_days.values_list("day").annotate(r=Sum("revenue")):
-        revenue[day] += amount or 0
+        revenue[day] += _cents(amount)
     for day, amount in _tail_ledger(creator, period, model, link).values_list("day").annotate(r=Sum("revenue")):
-        revenue[day] += amount or 0
+        revenue[day] += _cents(amount)
     return [
         {"at": bucket, "clicks": clicks.get(bucket, 0), "revenue": revenue.get(bucket.date() if isinstance(bucket, datetime) else bucket, Decimal(0)) if not period.hourly else None}
         for bucket in buckets
@@ -185,17 +222,23 @@ def series(*, creator: Creator, period: Period, model: str, link: Link | None = 
 
 def top_links(*, creator: Creator, period: Period, model: str, limit: int = 10) -> list[dict]:
     earned: dict[int, dict] = defaultdict(lambda: {"revenue": Decimal(0), "conversions": 0})
-    rows = DailyLinkCredit.objects.filter(creator=creator, model=model, day__gte=period.start.date(), day__lte=period.days[-1])
-    for source in (rows, _tail_ledger(creator, period, model, None)):
-        for link_id, revenue, conversions in source.values_list("link_id").annotate(r=Sum("revenue"), c=Sum("conversions")):
-            earned[link_id]["revenue"] += revenue or 0
+    if period.whole_days:
+        rows = DailyLinkCredit.objects.filter(creator=creator, model=model, day__gte=period.start.date(), day__lte=period.days[-1])
+        sources = [rows.values_list("link_id").annotate(r=Sum("revenue"), c=Sum("conversions")),
+                   _tail_ledger(creator, period, model, None).values_list("link_id").annotate(r=Sum("revenue"), c=Sum("conversions"))]
+    else:
+        sources = [_exact_credits(creator, period, model, None).values_list("link_id").annotate(r=Sum("revenue"), c=Count("conversion_id"))]
+    for source in sources:
+        for link_id, revenue, conversions in source:
+            earned[link_id]["revenue"] += _cents(revenue)
             earned[link_id]["conversions"] += conversions or 0
     clicks: dict[int, int] = defaultdict(int)
     for link_id, count in HourlyLinkClicks.objects.filter(creator=creator, hour__gte=period.start, hour__lt=period.end).values_list("link_id").annotate(n=Sum("clicks")):
         clicks[link_id] += count
     for link_id, count in _tail_clicks(creator, period, None).filter(is_bot=False).values_list("link_id").annotate(n=Count("id")):
         clicks[link_id] += count
-    ranked = sorted(set(earned) | set(clicks), key=lambda link_id: (earned[link_id]["revenue"], clicks[link_id]), reverse=True)[:limit]
+    candidates = {link_id for link_id in set(earned) | set(clicks) if clicks[link_id] or earned[link_id]["revenue"] or earned[link_id]["conversions"]}
+    ranked = sorted(candidates, key=lambda link_id: (earned[link_id]["revenue"], clicks[link_id]), reverse=True)[:limit]
     links = Link.objects.in_bulk(ranked)
     return [
         {"link": links[link_id], "revenue": earned[link_id]["revenue"], "conversions": earned[link_id]["conversions"], "clicks": clicks[link_id]}
@@ -212,7 +255,8 @@ def breakdowns(*, creator: Creator, period: Period, link: Link | None = None, li
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for dimension, value, clicks in rows.values_list("dimension", "value").annotate(n=Sum("clicks")):
         counts[dimension][value] += clicks
-    tail = _tail_clicks(creator, period, link).filter(is_bot=False)
+    whole_days = Period(period.day_start, period.day_end)
+    tail = _tail_clicks(creator, whole_days, link).filter(is_bot=False)
     for dimension, column in _TAIL_DIMENSIONS.items():
         if dimension.startswith("utm_"):
             rows = tail.values_list(column, f"link__{column}").annotate(n=Count("id"))
