@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from allumi.accounts.urls import demo_api_patterns
 from allumi.core import health, metrics
 from attribution import redirect as short_links
 from attribution.urls import api_patterns as attribution_api_patterns
@@ -23,9 +24,11 @@ urlpatterns = [
     path("", include((report_patterns, "reports"))),
     path("links/", include((link_page_patterns + link_page_edit_patterns, "links"))),
     path("settings/billing/", include((billing_page_patterns, "billing"))),
+    path("settings/integrations/", include("allumi.integrations.urls")),
     # REST API and its documentation
     path("api/v1/", include((link_api_patterns, "links_api"))),
     path("api/v1/", include((attribution_api_patterns, "attribution_api"))),
+    path("api/demo/", include((demo_api_patterns, "demo_api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     # operations

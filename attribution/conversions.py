@@ -25,8 +25,10 @@ from django.utils import timezone
 from allumi.accounts.models import Creator
 from allumi.core.metrics import conversions_recorded
 from attribution.credit import MODELS, link_weights, split_revenue
+from attribution.events import conversion_attributed_emit, conversion_created_emit, conversion_refunded_emit
 from attribution.identities import identity_observe_fingerprint, identity_resolve
 from attribution.models import AttributionSettings, Click, Conversion, Credit, CreditLedger, Identifier, Recompute
+from attribution.notifications import conversion_alert_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +101,9 @@ def conversion_record(
     else:
         conversion.save(force_insert=True)
     conversions_recorded.labels(source=source).inc()
+    conversion_created_emit(conversion=conversion)
     conversions_enqueue_attribution([conversion.id])
+    conversion_alert_schedule(conversion=conversion)
     return conversion, True
 
 
@@ -339,6 +343,8 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
             conversion.confidence = None
         conversion.save(update_fields=["identity", "evidence", "attributed_at", "status", "confidence"])
         _store_credits(conversion, journey, float(prefs.half_life_days))
+        if conversion.status == Conversion.Status.ATTRIBUTED:
+            conversion_attributed_emit(conversion=conversion)
         if merges or any(kind in (Identifier.Kind.VISITOR, Identifier.Kind.CLICK) for kind, _ in added):
             # Late evidence: the identity's other conversions may now have a longer journey.
             touched = Conversion.objects.filter(identity=identity).exclude(pk=conversion.pk).values_list("id", flat=True)
@@ -361,6 +367,7 @@ def conversion_refund(*, conversion: Conversion, refunded_amount: Decimal) -> Co
                 credit.revenue = revenue
             Credit.objects.bulk_update(credits, ["revenue"])
         _ledger(conversion, before, _credit_state(conversion))
+        conversion_refunded_emit(conversion=conversion)
     return conversion
 
 

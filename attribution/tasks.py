@@ -1,7 +1,16 @@
+from datetime import date
+
 from celery import shared_task
+from django.utils import timezone
 
 from attribution.conversions import conversion_attribute
 from attribution.models import Conversion
+from attribution.notifications import (
+    conversion_alert_send,
+    conversion_alerts_due,
+    weekly_report_send,
+    weekly_reports_due,
+)
 from attribution.services import clicks_flush
 
 
@@ -49,3 +58,32 @@ def run_rollups() -> dict:
     from attribution.rollups import rollups_run
 
     return rollups_run()
+
+
+@shared_task(name="attribution.tasks.send_conversion_alerts", ignore_result=True, soft_time_limit=50, time_limit=60)
+def send_conversion_alerts() -> int:
+    """Send the conversion alerts whose window has closed (beat: every minute)."""
+    batch_ids = conversion_alerts_due()
+    for batch_id in batch_ids:
+        send_conversion_alert.delay(batch_id)
+    return len(batch_ids)
+
+
+@shared_task(name="attribution.tasks.send_conversion_alert", ignore_result=True, soft_time_limit=50, time_limit=60)
+def send_conversion_alert(batch_id: int) -> None:
+    conversion_alert_send(batch_id=batch_id)
+
+
+@shared_task(name="attribution.tasks.send_weekly_reports", ignore_result=True, soft_time_limit=50, time_limit=60)
+def send_weekly_reports() -> int:
+    """Enqueue today's weekly reports (beat: daily at 08:00 UTC); each is sent once per week."""
+    today = timezone.now().date()
+    creator_ids = weekly_reports_due(today=today)
+    for creator_id in creator_ids:
+        send_weekly_report.delay(creator_id, today.isoformat())
+    return len(creator_ids)
+
+
+@shared_task(name="attribution.tasks.send_weekly_report", ignore_result=True, soft_time_limit=120, time_limit=150)
+def send_weekly_report(creator_id: int, day: str) -> None:
+    weekly_report_send(creator_id=creator_id, today=date.fromisoformat(day))

@@ -7,6 +7,7 @@ from django.utils import timezone
 from allumi.accounts.keys import random_base62
 from allumi.accounts.models import Creator
 from links.cache import link_cache_invalidate
+from links.events import link_created_emit
 from links.models import UTM_FIELDS, Link, Tag
 
 SHORT_ID_LENGTH = 7
@@ -92,6 +93,7 @@ def link_create(
         raise RuntimeError("could not draw a free short id")
     link.tags.set(tag_rows)
     link_cache_invalidate(link.short_id)  # a cached "unknown id" must not outlive the link
+    link_created_emit(link=link)
     return link
 
 

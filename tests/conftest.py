@@ -110,7 +110,12 @@ def redis_url(settings):
         pytest.fail(f"Redis at {TEST_REDIS_URL} does not answer ({error}); start it or set TEST_REDIS_URL.")
     from attribution.buffer import CLICK_BUFFER_KEY, FLUSH_LOCK_KEY
 
-    client.delete(CLICK_BUFFER_KEY, FLUSH_LOCK_KEY)
+    def _forget():
+        client.delete(CLICK_BUFFER_KEY, FLUSH_LOCK_KEY)
+        for key in client.scan_iter("allumi:link*"):
+            client.delete(key)
+
+    _forget()
     settings.REDIS_URL = TEST_REDIS_URL
     yield TEST_REDIS_URL
-    client.delete(CLICK_BUFFER_KEY, FLUSH_LOCK_KEY)
+    _forget()

@@ -3,6 +3,7 @@
 import re
 
 from django.core import mail
+from django.test import TestCase
 
 from attribution.models import Click
 from links.models import Link
@@ -11,10 +12,11 @@ PHONE = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, lik
 
 
 def test_sign_up_to_first_link_to_first_click(client, db, flush):
-    response = client.post(
-        "/accounts/signup/",
-        {"name": "Maya", "email": "Maya@Example.org", "password": "plum-orchard-delta-42"},
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the confirmation email is queued on commit
+        response = client.post(
+            "/accounts/signup/",
+            {"name": "Maya", "email": "Maya@Example.org", "password": "plum-orchard-delta-42"},
+        )
     assert response.status_code == 200 and b"Check your email" in response.content
 
     confirm_path = re.search(r"https?://[^/]+(/accounts/confirm/\S+/)", mail.outbox[-1].body).group(1)

@@ -2,7 +2,8 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm, _unicode_ci_compare
 
-from allumi.accounts.models import ApiKey, Creator
+from allumi.accounts.emails import email_send
+from allumi.accounts.models import ApiKey, Creator, EmailLog
 
 
 class SignUpForm(forms.Form):
@@ -61,6 +62,14 @@ class ProfileForm(forms.ModelForm):
         return currency
 
 
+class EmailPreferencesForm(forms.ModelForm):
+    class Meta:
+        model = Creator
+        fields = ["conversion_alerts", "weekly_report", "weekly_report_weekday"]
+        labels = {"conversion_alerts": "Email me when sales come in", "weekly_report": "Email me a weekly report"}
+        help_texts = {"weekly_report_weekday": "The report arrives that morning (08:00 UTC) and covers the seven days before."}
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=80)
     kind = forms.ChoiceField(choices=ApiKey.Kind.choices)
@@ -75,6 +84,13 @@ class CreatorPasswordResetForm(PasswordResetForm):
             # Django's own guard against Unicode case-folding lookalikes of an address.
             if _unicode_ci_compare(email.strip(), creator.email):
                 yield creator
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None):
+        """Queue the reset email through Allumi's email log and Celery instead of sending it in the request."""
+        email_send(
+            to=to_email, template="accounts/email/password_reset", context=context,
+            kind=EmailLog.Kind.PASSWORD_RESET, creator=context.get("user"),
+        )
 
 
 class CreatorAdminCreationForm(UserCreationForm):

@@ -3,18 +3,20 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from allumi.accounts.emails import email_send
 from allumi.accounts.keys import PUBLISHABLE_PREFIX, SECRET_PREFIX, hash_key, new_key
-from allumi.accounts.models import ApiKey, Creator
+from allumi.accounts.models import ApiKey, Creator, DemoRequest, EmailLog
 
 _CONFIRM_SALT = "allumi.accounts.confirm-email"
 # last_used_at is a hint for the creator, not an audit log: write it at most once a minute per key.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+# The same email asking for a demo again within this long updates its request.
+DEMO_REQUEST_MERGE_WINDOW = timedelta(days=1)
 
 
 class CreatorExists(Exception):
@@ -45,13 +47,9 @@ def email_confirmation_token(*, creator: Creator) -> str:
 def email_confirmation_send(*, creator: Creator) -> None:
     token = email_confirmation_token(creator=creator)
     link = settings.SITE_URL + reverse("accounts:confirm_email", args=[token])
-    context = {"creator": creator, "link": link}
-    send_mail(
-        subject="Confirm your email for Allumi",
-        message=render_to_string("accounts/email/confirm_email.txt", context),
-        html_message=render_to_string("accounts/email/confirm_email.html", context),
-        from_email=None,
-        recipient_list=[creator.email],
+    email_send(
+        to=creator.email, template="accounts/email/confirm_email", context={"creator": creator, "link": link},
+        kind=EmailLog.Kind.CONFIRM_EMAIL, creator=creator,
     )
 
 
@@ -103,3 +101,45 @@ def api_key_authenticate(*, raw: str, kind: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+def demo_request_capture(
+    *, name: str, email: str, company: str = "", community_size: str = "", message: str = "", ip: str | None = None
+) -> tuple[DemoRequest, bool]:
+    """Store a demo request from the marketing site and email the team; (request, created).
+
+    The same email within a day updates the existing request (the latest non-empty details win,
+    `submissions` counts them) and emails nobody again.
+    """
+    email = email.strip().lower()
+    details = {"name": name.strip(), "company": company.strip(), "community_size": community_size.strip(), "message": message.strip()}
+    for _ in range(3):
+        now = timezone.now()
+        with transaction.atomic():
+            existing = (
+                DemoRequest.objects.select_for_update()
+                .filter(email=email, last_submitted_at__gte=now - DEMO_REQUEST_MERGE_WINDOW)
+                .order_by("-last_submitted_at")
+                .first()
+            )
+            if existing is not None:
+                changes = {field: value for field, value in details.items() if value}
+                DemoRequest.objects.filter(pk=existing.pk).update(
+                    **changes, ip=ip or existing.ip, submissions=F("submissions") + 1, last_submitted_at=now
+                )
+                existing.refresh_from_db()
+                return existing, False
+            try:
+                with transaction.atomic():
+                    demo_request = DemoRequest.objects.create(
+                        email=email, **details, ip=ip, received_on=now.date(), created_at=now, last_submitted_at=now
+                    )
+            except IntegrityError:
+                continue  # the same email a moment ago, from another request: merge into that one
+            email_send(
+                to=settings.DEMO_REQUEST_RECIPIENTS, template="accounts/email/demo_request",
+                context={"demo_request": demo_request, "admin_url": settings.SITE_URL + reverse("admin:accounts_demorequest_change", args=[demo_request.pk])},
+                kind=EmailLog.Kind.DEMO_REQUEST, reply_to=email,
+            )
+            return demo_request, True
+    raise RuntimeError(f"could not store the demo request of {email}")

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 from django_ratelimit.decorators import ratelimit
 
-from allumi.accounts import views
+from allumi.accounts import apis, views
 from allumi.accounts.forms import CreatorPasswordResetForm, LoginForm
 from allumi.core.ratelimits import ip_key, rate_for
 
@@ -55,6 +55,13 @@ urlpatterns = [
     ),
     # the creator's own settings
     path("profile/", views.profile, name="profile"),
+    path("profile/email/", views.email_preferences, name="email_preferences"),
+    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("keys/", views.api_keys, name="api_keys"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
+]
+
+# the marketing site's demo requests, mounted at /api/demo/
+demo_api_patterns = [
+    path("capture", apis.DemoCaptureApi.as_view(), name="capture"),
 ]

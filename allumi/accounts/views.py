@@ -3,11 +3,13 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from allumi.accounts.forms import ApiKeyCreateForm, ProfileForm, SignUpForm
-from allumi.accounts.models import ApiKey
+from allumi.accounts.emails import email_unsubscribe, unsubscribe_token_read
+from allumi.accounts.forms import ApiKeyCreateForm, EmailPreferencesForm, ProfileForm, SignUpForm
+from allumi.accounts.models import ApiKey, EmailLog
 from allumi.accounts.services import (
     CreatorExists,
     api_key_create,
@@ -54,7 +56,34 @@ def profile(request):
         form.save()
         messages.success(request, "Profile saved.")
         return redirect("accounts:profile")
-    return render(request, "accounts/profile.html", {"form": form})
+    return render(request, "accounts/profile.html", {"form": form, "email_form": EmailPreferencesForm(instance=request.user)})
+
+
+@login_required
+@require_POST
+def email_preferences(request):
+    email_form = EmailPreferencesForm(request.POST, instance=request.user)
+    if email_form.is_valid():
+        email_form.save()
+        messages.success(request, "Email preferences saved.")
+        return redirect("accounts:profile")
+    return render(request, "accounts/profile.html", {"form": ProfileForm(instance=request.user), "email_form": email_form})
+
+
+# The signed token in the URL is the credential (no session needed), and mail clients POST one-click
+# unsubscribes (RFC 8058) without a CSRF token: a forged request could only do what the link does.
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token):
+    try:
+        creator, kind = unsubscribe_token_read(token=token)
+    except ValidationError as error:
+        return render(request, "accounts/unsubscribe.html", {"error": error.messages[0]}, status=400)
+    context = {"email": creator.email, "kind_label": EmailLog.Kind(kind).label.lower(), "done": False}
+    if request.method == "POST":
+        email_unsubscribe(creator=creator, kind=kind)
+        context["done"] = True
+    return render(request, "accounts/unsubscribe.html", context)
 
 
 @login_required

@@ -182,9 +182,29 @@ register_check("database", _database)
 # --- running them -----------------------------------------------------------------------------
 
 
+# The app that owns outgoing email (accounts: logged, sent from Celery with retries) registers
+# itself here; core cannot import it. Without one, or when it fails, alerts are sent directly.
+_operator_mailer: Callable[[str, str], None] | None = None
+
+
+def register_operator_mailer(mailer: Callable[[str, str], None]) -> None:
+    global _operator_mailer
+    _operator_mailer = mailer
+
+
+def _email_operators(subject: str, body: str) -> None:
+    if _operator_mailer is not None:
+        try:
+            _operator_mailer(subject, body)
+            return
+        except Exception as error:  # an alert must still go out when the email log cannot be written
+            logger.warning("operator mailer failed, sending the alert directly: %r", error)
+    send_mail(subject=subject, message=body, from_email=None, recipient_list=settings.OPERATOR_EMAILS)
+
+
 def _notify(subject: str, body: str) -> None:
     if settings.OPERATOR_EMAILS:
-        send_mail(subject=subject, message=body, from_email=None, recipient_list=settings.OPERATOR_EMAILS)
+        _email_operators(subject, body)
     if settings.SENTRY_DSN:
         import sentry_sdk
 

@@ -3,7 +3,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
-from django.test import Client
+from django.test import Client, TestCase
 from django.urls import reverse
 
 from allumi.accounts.models import Creator
@@ -17,7 +17,9 @@ OVERVIEW = reverse("reports:overview")  # where log-in leads
 
 
 def _sign_up(client, email="carol@example.com", password=PASSWORD, name="Carol"):
-    return client.post(SIGNUP, {"name": name, "email": email, "password": password})
+    # Emails are queued on commit, which a test's transaction never reaches: run that work here.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(SIGNUP, {"name": name, "email": email, "password": password})
 
 
 def _confirmation_path(message) -> str:
@@ -30,7 +32,8 @@ def _confirmation_path(message) -> str:
 
 
 def _log_in(client, email, password=PASSWORD):
-    return client.post(LOGIN, {"username": email, "password": password})
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(LOGIN, {"username": email, "password": password})
 
 
 @pytest.mark.django_db

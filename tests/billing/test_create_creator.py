@@ -7,6 +7,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
+from django.test import TestCase
 from rest_framework.test import APIClient
 
 from allumi.accounts.models import ApiKey, Creator
@@ -181,7 +182,8 @@ def test_it_requires_an_email():
 def test_it_lets_a_creator_provisioned_without_password_choose_one_by_password_reset(client):
     _create("--email", "carol@example.com")
 
-    client.post("/accounts/password-reset/", {"email": "carol@example.com"})
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the email is queued on commit
+        client.post("/accounts/password-reset/", {"email": "carol@example.com"})
 
     assert [message.to for message in mail.outbox] == [["carol@example.com"]]
     path = re.search(r"https?://[^/\s]+(/accounts/password-reset/\S+/)", mail.outbox[0].body).group(1)
