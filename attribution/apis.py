@@ -66,8 +66,12 @@ class ConversionTrackApi(APIView):
         metadata = serializers.DictField(required=False)
 
         def validate_metadata(self, value):
-            if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            encoded = json.dumps(value)
+            if len(encoded) > MAX_METADATA_BYTES:
                 raise serializers.ValidationError(f"metadata may be at most {MAX_METADATA_BYTES} bytes of JSON.")
+            if "\\u0000" in encoded:
+                # PostgreSQL cannot store NUL characters; no honest metadata carries them.
+                raise serializers.ValidationError("metadata may not contain NUL characters.")
             return value
 
         def validate_visitor_id(self, value):

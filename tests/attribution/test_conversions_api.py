@@ -505,3 +505,20 @@ def test_a_server_call_does_not_take_the_servers_own_signals(alice_api):
 
     conversion = Conversion.objects.get(pk=response.json()["id"])
     assert (conversion.ip, conversion.network, conversion.user_agent, conversion.fingerprint) == (None, "", "", "")
+
+
+def test_track_refuses_metadata_with_nul_characters(client, alice):
+    from allumi.accounts.models import ApiKey
+    from allumi.accounts.services import api_key_create
+    from attribution.models import Conversion
+
+    key = api_key_create(creator=alice, kind=ApiKey.Kind.PUBLISHABLE, name="site")[1]
+
+    response = client.post(
+        "/api/v1/conversions/track", {"event": "signup", "metadata": {"note": "a\u0000b"}},
+        content_type="application/json", HTTP_X_ALLUMI_KEY=key,
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["metadata"] == ["metadata may not contain NUL characters."]
+    assert not Conversion.objects.exists()

@@ -319,7 +319,7 @@ def test_the_daily_task_backs_up_into_backup_dir_and_keeps_backup_keep(tmp_path,
     settings.BACKUP_KEEP = 2
     _creator_with_link()
 
-    results = [backup_database.delay().get() for _ in range(3)]
+    results = [backup_database.delay().result for _ in range(3)]
 
     kept = backups_list(directory=tmp_path / "daily")
     assert [Path(result["path"]) for result in results[1:]] == kept
