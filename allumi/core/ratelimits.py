@@ -30,7 +30,8 @@ class AllumiRateThrottle(BaseThrottle):
         return not usage["should_limit"]
 
     def wait(self):
-        return getattr(self, "_wait", 60)
+        # At least a second: DRF leaves Retry-After out for a wait of 0 (the window's last instant).
+        return max(1, getattr(self, "_wait", 60) or 0)
 
 
 def ip_key(group, request) -> str:
