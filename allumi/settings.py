@@ -226,6 +226,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "flush-clicks": {"task": "attribution.tasks.flush_clicks", "schedule": 1.0},
     "sweep-pending-conversions": {"task": "attribution.tasks.sweep_pending_conversions", "schedule": 60.0},
+    "sweep-recomputes": {"task": "attribution.tasks.sweep_recomputes", "schedule": 60.0},
     "sweep-whop-events": {"task": "billing.tasks.sweep_whop_events", "schedule": 60.0},
     "run-rollups": {"task": "attribution.tasks.run_rollups", "schedule": 30.0},
     "check-alerts": {"task": "allumi.core.alerts.check_alerts", "schedule": 60.0},

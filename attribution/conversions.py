@@ -14,16 +14,22 @@ match whose cookie belongs to someone with another email or Whop user. The scale
 bench/journeys.py: conversions scored 90+ are right at least nine times in ten, 50–79 at least half.
 """
 
+import contextlib
+import hashlib
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic
 
+import redis
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from allumi.accounts.models import Creator
 from allumi.core.metrics import conversions_recorded
+from allumi.core.redis_client import shared_redis
 from attribution.credit import MODELS, link_weights, split_revenue
 from attribution.events import conversion_attributed_emit, conversion_created_emit, conversion_refunded_emit
 from attribution.identities import identity_observe_fingerprint, identity_resolve
@@ -40,6 +46,9 @@ CONFIDENCE_NETWORK_MAX = 35
 CONFIDENCE_FLOOR = 25
 SUBNET_ONLY_FACTOR = 0.35
 NETWORK_MATCH_WINDOW = timedelta(hours=24)
+# Agents rarer than this among a creator's clicks count at this share: lookalikes are never assumed away.
+DEVICE_SHARE_FLOOR = 0.0005
+DEVICE_SHARES_TTL = 60  # seconds; a population statistic, not evidence about one visitor
 
 
 def attribution_settings_for(creator_id: int) -> AttributionSettings:
@@ -189,6 +198,39 @@ def _owned_by_someone_else(visitor_id: str, identity_id: int | None, creator_id:
     return bool(theirs) and bool(ours) and not (theirs & ours)
 
 
+def _agent_key(user_agent: str) -> str:
+    return hashlib.blake2b(user_agent.encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
+def _device_shares(creator_id: int, window_days: int, day) -> dict[str, float]:
+    """Share of each user agent among the creator's human clicks in the window that ends with
+    `day`, for agents at or above DEVICE_SHARE_FLOOR. One scan per creator and day, cached briefly:
+    a recompute of a creator's history reads it thousands of times."""
+    key = f"attribution:device-shares:v1:{creator_id}:{window_days}:{day.isoformat()}"
+    shares = cache.get(key)
+    if shares is None:
+        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+        counts = (
+            Click.objects.filter(creator_id=creator_id, is_bot=False, occurred_at__gte=end - timedelta(days=window_days), occurred_at__lt=end)
+            .values_list("user_agent")
+            .annotate(n=Count("id"))
+        )
+        counts = {user_agent: n for user_agent, n in counts}
+        total = sum(counts.values())
+        shares = {_agent_key(agent): n / total for agent, n in counts.items() if n / total >= DEVICE_SHARE_FLOOR}
+        cache.set(key, shares, DEVICE_SHARES_TTL)
+    return shares
+
+
+def _device_share(conversion: Conversion, window_days: int) -> float:
+    """How common the converting browser's user agent is among the creator's clicks (1.0 when it
+    sent none: then it tells nothing apart)."""
+    if not conversion.user_agent:
+        return 1.0
+    day = conversion.occurred_at.astimezone(UTC).date()
+    return _device_shares(conversion.creator_id, window_days, day).get(_agent_key(conversion.user_agent), DEVICE_SHARE_FLOOR)
+
+
 def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id: int | None) -> tuple[list[Click], int, dict]:
     """The clicks of the one visitor whose signals match the conversion's, with a confidence.
 
@@ -202,9 +244,7 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
     network_visitors = window.filter(network=conversion.network).values("visitor_id").distinct().count()
     if network_visitors == 0:
         return [], 0, {}
-    all_clicks = window.count() or 1
-    same_agent = window.filter(user_agent=conversion.user_agent).count() if conversion.user_agent else all_clicks
-    agent_share = same_agent / all_clicks
+    agent_share = _device_share(conversion, window_days)
     # Others on this network who would produce the same signals by chance.
     expected_lookalikes = max(network_visitors - 1, 0) * agent_share
 
@@ -267,8 +307,8 @@ def identity_observe(*, creator: Creator, keys: list[tuple[str, str]], seen_at: 
 # --- attributing ------------------------------------------------------------------------------
 
 
-def _ledger(conversion: Conversion, before: dict, after: dict) -> None:
-    """Write what changed per (model, link) to the credit ledger the dashboard's rollups read."""
+def _ledger_rows(conversion: Conversion, before: dict, after: dict) -> list[CreditLedger]:
+    """What changed per (model, link), as rows of the credit ledger the dashboard's rollups read."""
     rows = []
     for key in before.keys() | after.keys():
         old_count, old_revenue = before.get(key, (0, Decimal(0)))
@@ -280,7 +320,11 @@ def _ledger(conversion: Conversion, before: dict, after: dict) -> None:
                     conversions=new_count - old_count, revenue=new_revenue - old_revenue,
                 )
             )
-    CreditLedger.objects.bulk_create(rows)
+    return rows
+
+
+def _ledger(conversion: Conversion, before: dict, after: dict) -> None:
+    CreditLedger.objects.bulk_create(_ledger_rows(conversion, before, after))
 
 
 def _credit_state(conversion: Conversion) -> dict:
@@ -290,9 +334,7 @@ def _credit_state(conversion: Conversion) -> dict:
     }
 
 
-def _store_credits(conversion: Conversion, journey: list[Click], half_life_days: float) -> None:
-    before = _credit_state(conversion)
-    Credit.objects.filter(conversion=conversion).delete()
+def _credits_for(conversion: Conversion, journey: list[Click], half_life_days: float) -> list[Credit]:
     touches = [(click.link_id, click.occurred_at) for click in journey]
     net = max((conversion.amount or Decimal(0)) - conversion.refunded_amount, Decimal(0))
     credits = []
@@ -303,6 +345,13 @@ def _store_credits(conversion: Conversion, journey: list[Click], half_life_days:
             Credit(conversion=conversion, model=model, link_id=link_id, weight=weight, revenue=revenue)
             for (link_id, weight), revenue in zip(weights.items(), revenues, strict=True)
         ]
+    return credits
+
+
+def _store_credits(conversion: Conversion, journey: list[Click], half_life_days: float) -> None:
+    before = _credit_state(conversion)
+    Credit.objects.filter(conversion=conversion).delete()
+    credits = _credits_for(conversion, journey, half_life_days)
     Credit.objects.bulk_create(credits)
     _ledger(conversion, before, {(credit.model, credit.link_id): (1, credit.revenue) for credit in credits})
 
@@ -352,6 +401,106 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
     return conversion
 
 
+_DETERMINISTIC_METHODS = ("click_id", "visitor_cookie", "linked_identity")
+
+
+def conversions_reattribute(*, creator_id: int, conversion_ids: list[int]) -> list[int]:
+    """Re-attribute deterministically attributed conversions of one creator together, after a
+    change of window or half-life: one query for their identities' cookies and click ids, one
+    for the clicks those reach, one for their credits, and writes only where the answer changed.
+
+    Their identities need no resolving again (their identifiers were resolved when they were first
+    attributed; later merges re-attribute them on their own). Returns the ids left for
+    conversion_attribute(): pending ones, the unattributed and probabilistic ones, and those whose
+    deterministic journey the new window empties (probabilistic evidence may still hold).
+    """
+    prefs = attribution_settings_for(creator_id)
+    half_life = float(prefs.half_life_days)
+    window = timedelta(days=prefs.window_days)
+    rest = []
+    with transaction.atomic():
+        conversions = list(
+            Conversion.objects.select_for_update().filter(creator_id=creator_id, pk__in=conversion_ids).order_by("id")
+        )
+        batch = []
+        for conversion in conversions:
+            deterministic = (conversion.evidence or {}).get("method") in _DETERMINISTIC_METHODS
+            if conversion.status == Conversion.Status.ATTRIBUTED and conversion.identity_id and deterministic:
+                batch.append(conversion)
+            else:
+                rest.append(conversion.pk)
+        if not batch:
+            return rest
+
+        owners: dict[tuple[str, str], int] = {}
+        for identity_id, kind, value in Identifier.objects.filter(
+            identity_id__in={conversion.identity_id for conversion in batch}, kind__in=[Identifier.Kind.VISITOR, Identifier.Kind.CLICK]
+        ).values_list("identity_id", "kind", "value"):
+            owners[(kind, value)] = identity_id
+        visitors = [value for kind, value in owners if kind == Identifier.Kind.VISITOR]
+        click_ids = [value for kind, value in owners if kind == Identifier.Kind.CLICK]
+        clicks_of: dict[int, list[Click]] = {}
+        if visitors or click_ids:
+            reached = (
+                Click.objects.filter(
+                    creator_id=creator_id, is_bot=False,
+                    occurred_at__gte=min(conversion.occurred_at for conversion in batch) - window,
+                    occurred_at__lte=max(conversion.occurred_at for conversion in batch),
+                )
+                .filter(Q(visitor_id__in=visitors) | Q(public_id__in=click_ids))
+                .only("id", "public_id", "link_id", "occurred_at", "visitor_id")
+            )
+            for click in reached:
+                for key in ((Identifier.Kind.VISITOR, click.visitor_id), (Identifier.Kind.CLICK, click.public_id)):
+                    if key in owners:
+                        clicks_of.setdefault(owners[key], {})[click.id] = click
+        clicks_of = {identity_id: sorted(clicks.values(), key=lambda c: (c.occurred_at, c.id)) for identity_id, clicks in clicks_of.items()}
+
+        old_credits: dict[int, dict] = {}
+        for conversion_id, model, link_id, weight, revenue in Credit.objects.filter(
+            conversion_id__in=[conversion.pk for conversion in batch]
+        ).values_list("conversion_id", "model", "link_id", "weight", "revenue"):
+            old_credits.setdefault(conversion_id, {})[(model, link_id)] = (weight, revenue)
+
+        changed, new_credits, ledger = [], [], []
+        now = timezone.now()
+        for conversion in batch:
+            journey = [
+                click for click in clicks_of.get(conversion.identity_id, ())
+                if conversion.occurred_at - window <= click.occurred_at <= conversion.occurred_at
+            ]
+            if not journey:
+                rest.append(conversion.pk)
+                continue
+            confidence, method = _deterministic_confidence(conversion, journey)
+            evidence = {
+                "identifiers": (conversion.evidence or {}).get("identifiers", []),
+                "method": method,
+                "clicks": [click.public_id for click in journey],
+            }
+            credits = _credits_for(conversion, journey, half_life)
+            after = {(credit.model, credit.link_id): (credit.weight, credit.revenue) for credit in credits}
+            before = old_credits.get(conversion.pk, {})
+            if after == before and evidence == conversion.evidence and confidence == conversion.confidence:
+                continue
+            conversion.evidence, conversion.confidence, conversion.attributed_at = evidence, confidence, now
+            changed.append(conversion)
+            new_credits += credits
+            ledger += _ledger_rows(
+                conversion,
+                {key: (1, revenue) for key, (_, revenue) in before.items()},
+                {key: (1, revenue) for key, (_, revenue) in after.items()},
+            )
+        if changed:
+            Credit.objects.filter(conversion_id__in=[conversion.pk for conversion in changed]).delete()
+            Credit.objects.bulk_create(new_credits)
+            CreditLedger.objects.bulk_create(ledger)
+            Conversion.objects.bulk_update(changed, ["evidence", "confidence", "attributed_at"])
+            for conversion in changed:
+                conversion_attributed_emit(conversion=conversion)
+    return sorted(rest)
+
+
 def conversion_refund(*, conversion: Conversion, refunded_amount: Decimal) -> Conversion:
     """Set how much of a conversion was refunded; credits' revenue follows in the same proportions."""
     with transaction.atomic():
@@ -375,6 +524,8 @@ def conversion_refund(*, conversion: Conversion, refunded_amount: Decimal) -> Co
 
 PENDING_GRACE = timedelta(minutes=1)
 RECOMPUTE_CHUNK = 500
+RECOMPUTE_LEASE_SECONDS = 60
+RECOMPUTE_LEASE_RENEW_SECONDS = 10
 
 
 def conversions_pending_stale(*, limit: int = 5000) -> list[int]:
@@ -386,6 +537,18 @@ def conversions_pending_stale(*, limit: int = 5000) -> list[int]:
     )
 
 
+def recomputes_abandoned(*, limit: int = 100) -> list[int]:
+    """Unfinished recomputes no run holds a lease on: their worker was killed or the task hit its
+    time limit. Without this the broker redelivers a killed task only after its visibility
+    timeout (twice the task time limit). Those younger than a lease may still be queued."""
+    client = shared_redis()
+    if client is None:
+        return []  # no broker either: recomputes run in the request that starts them
+    cutoff = timezone.now() - timedelta(seconds=RECOMPUTE_LEASE_SECONDS)
+    ids = Recompute.objects.filter(finished_at__isnull=True, started_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:limit]
+    return [recompute_id for recompute_id in ids if not client.exists(_recompute_lease_key(recompute_id))]
+
+
 def recompute_start(*, creator: Creator) -> Recompute:
     """Start re-attributing every conversion of `creator` (after a change of window or half-life)."""
     from attribution.tasks import recompute_creator
@@ -395,18 +558,53 @@ def recompute_start(*, creator: Creator) -> Recompute:
     return recompute
 
 
+def _recompute_lease_key(recompute_id: int) -> str:
+    return f"allumi:recompute:{recompute_id}:lease"
+
+
 def recompute_run(*, recompute_id: int, chunk: int = RECOMPUTE_CHUNK, on_progress=None) -> Recompute:
     """Work through a recompute from its cursor, committing progress after every chunk, so a
-    worker killed midway resumes where it stopped instead of starting over."""
+    worker killed midway resumes where it stopped instead of starting over.
+
+    With Redis, the run holds a lease it renews as it goes: a second task for the same recompute
+    (the sweep's, or the broker redelivering a long task) returns at once, and a killed worker's
+    lease expires, which is how `recomputes_abandoned` tells it from a running one.
+    """
+    client = shared_redis()
+    lease = client.lock(_recompute_lease_key(recompute_id), timeout=RECOMPUTE_LEASE_SECONDS, blocking=False) if client else None
+    if lease is not None and not lease.acquire():
+        return Recompute.objects.get(pk=recompute_id)
+    try:
+        return _recompute_chunks(recompute_id, chunk, on_progress, lease)
+    finally:
+        if lease is not None:
+            with contextlib.suppress(redis.exceptions.RedisError):  # expired or Redis away: nothing to release
+                lease.release()
+
+
+def _keep_lease(lease, renewed: float) -> float:
+    """Renew the run's lease when it is due; raises if it was lost: stop rather than run beside
+    another worker."""
+    if lease is None or monotonic() - renewed <= RECOMPUTE_LEASE_RENEW_SECONDS:
+        return renewed
+    lease.extend(RECOMPUTE_LEASE_SECONDS, replace_ttl=True)
+    return monotonic()
+
+
+def _recompute_chunks(recompute_id: int, chunk: int, on_progress, lease) -> Recompute:
     recompute = Recompute.objects.get(pk=recompute_id)
+    renewed = monotonic()
     while recompute.finished_at is None:
         ids = list(
             Conversion.objects.filter(creator_id=recompute.creator_id, id__gt=recompute.last_conversion_id)
             .order_by("id")
             .values_list("id", flat=True)[:chunk]
         )
-        for conversion_id in ids:
+        # Most conversions are re-attributed together; the rest one by one.
+        for conversion_id in conversions_reattribute(creator_id=recompute.creator_id, conversion_ids=ids):
             conversion_attribute(conversion_id=conversion_id)
+            renewed = _keep_lease(lease, renewed)
+        renewed = _keep_lease(lease, renewed)
         updates = {"done": recompute.done + len(ids)}
         if ids:
             updates["last_conversion_id"] = ids[-1]

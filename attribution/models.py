@@ -52,6 +52,7 @@ class Click(models.Model):
             models.Index(fields=["creator", "occurred_at"], name="click_creator_time"),
             models.Index(fields=["visitor_id", "link", "occurred_at"], name="click_visitor_link_time"),
             models.Index(fields=["fingerprint", "occurred_at"], name="click_fingerprint_time"),
+            models.Index(fields=["network", "occurred_at"], name="click_network_time"),
         ]
 
     def __str__(self):

@@ -52,6 +52,17 @@ def recompute_creator(recompute_id: int) -> None:
     recompute_run(recompute_id=recompute_id)
 
 
+@shared_task(name="attribution.tasks.sweep_recomputes", ignore_result=True, soft_time_limit=50, time_limit=60)
+def sweep_recomputes() -> int:
+    """Resume, from their cursor, recomputes whose worker died (beat: every minute)."""
+    from attribution.conversions import recomputes_abandoned
+
+    recompute_ids = recomputes_abandoned()
+    for recompute_id in recompute_ids:
+        recompute_creator.delay(recompute_id)
+    return len(recompute_ids)
+
+
 @shared_task(name="attribution.tasks.run_rollups", ignore_result=True, soft_time_limit=240, time_limit=300)
 def run_rollups() -> dict:
     """Fold new clicks and credit changes into the dashboard's rollups (beat: every 30 s)."""

@@ -7,10 +7,10 @@ import pytest
 from django.test import RequestFactory
 from django.utils import timezone
 
-from attribution.conversions import conversion_record, recompute_run, recompute_start
+from attribution.conversions import RECOMPUTE_LEASE_SECONDS, conversion_record, recompute_run, recompute_start
 from attribution.models import Click, Conversion, Credit, Recompute
 from attribution.services import click_payload, clicks_store, new_click_id, new_visitor_id
-from attribution.tasks import attribute_conversion, recompute_creator, sweep_pending_conversions
+from attribution.tasks import attribute_conversion, recompute_creator, sweep_pending_conversions, sweep_recomputes
 from links.services import link_create
 
 PHONE = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36"
@@ -208,3 +208,62 @@ def test_the_progress_of_an_empty_recompute_is_100(alice):
     recompute = recompute_run(recompute_id=Recompute.objects.create(creator=alice, total=0).pk)
 
     assert recompute.progress == 100 and recompute.finished_at is not None
+
+
+# --- resuming a recompute whose worker died ---------------------------------------------------
+
+
+@pytest.fixture
+def lease(redis_url):
+    """The Redis lease of a recompute, as a running worker holds it."""
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(redis_url)
+    held = []
+
+    def _hold(recompute):
+        lock = client.lock(f"allumi:recompute:{recompute.pk}:lease", timeout=RECOMPUTE_LEASE_SECONDS)
+        assert lock.acquire(blocking=False)
+        held.append(lock)
+
+    yield _hold
+    for lock in held:
+        client.delete(lock.name)
+
+
+def _interrupted(alice, five_pending, *, minutes_ago=5):
+    """A recompute two conversions in whose worker was SIGKILLed: no lease, no finish."""
+    ids = [conversion.pk for conversion in five_pending]
+    recompute = Recompute.objects.create(creator=alice, total=5, done=2, last_conversion_id=ids[1])
+    Recompute.objects.filter(pk=recompute.pk).update(started_at=timezone.now() - timedelta(minutes=minutes_ago))
+    return recompute
+
+
+def test_the_sweep_resumes_a_recompute_whose_worker_died(alice, five_pending, redis_url):
+    recompute = _interrupted(alice, five_pending)
+
+    assert sweep_recomputes() == 1
+
+    recompute.refresh_from_db()
+    assert recompute.finished_at is not None and recompute.done == 5 and recompute.progress == 100
+    assert sweep_recomputes() == 0
+
+
+def test_the_sweep_leaves_a_running_or_just_started_recompute_alone(alice, five_pending, lease):
+    running = _interrupted(alice, five_pending)
+    lease(running)
+    _interrupted(alice, five_pending, minutes_ago=0)  # its task may still be in the queue
+
+    assert sweep_recomputes() == 0
+    assert not Recompute.objects.exclude(finished_at=None).exists()
+
+
+def test_a_second_run_of_a_recompute_another_worker_holds_does_nothing(alice, five_pending, lease):
+    recompute = _interrupted(alice, five_pending)
+    lease(recompute)
+
+    recompute_creator.delay(recompute.pk)  # the broker redelivering a long task, say
+
+    recompute.refresh_from_db()
+    assert (recompute.done, recompute.finished_at) == (2, None)
+    assert Conversion.objects.filter(status=Conversion.Status.PENDING).count() == 5
