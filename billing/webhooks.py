@@ -99,10 +99,17 @@ def _store_if_genuine(request, *, endpoint: str, secret: str, connection: WhopCo
 
 
 def _note_delivery(connection: WhopConnection, when) -> None:
-    """Last delivery time for the settings page, written at most once a minute per store."""
+    """Last delivery time for the settings page, written at most once a minute per store.
+
+    `connection` is this process's cached copy: once it has noted a delivery, the next minute of
+    deliveries costs no query at all.
+    """
+    if connection.last_delivery_at is not None and when - connection.last_delivery_at < timedelta(minutes=1):
+        return
     WhopConnection.objects.filter(pk=connection.id).filter(
         Q(last_delivery_at__isnull=True) | Q(last_delivery_at__lt=when - timedelta(minutes=1))
     ).update(last_delivery_at=when)
+    connection.last_delivery_at = when
 
 
 def _enqueue(task, event_id: int) -> None:

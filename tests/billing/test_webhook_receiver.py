@@ -10,6 +10,7 @@ import time
 import pytest
 from django.db import connection as db_connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from attribution.models import Conversion
 from billing.models import WhopConnection, WhopEvent
@@ -65,6 +66,18 @@ def test_a_genuine_delivery_is_processed_into_one_conversion(deliver, connection
     assert Conversion.objects.get().external_id == PAYMENT_ID
     connection.refresh_from_db()
     assert connection.last_delivery_at == event.received_at
+
+
+def test_a_second_delivery_within_a_minute_does_not_write_the_connection_again(deliver, connection):
+    deliver(payment(id="pay_first0001"))
+    first = WhopEvent.objects.get()
+
+    with CaptureQueriesContext(db_connection) as queries:
+        assert deliver(payment(id="pay_second0002")).status_code == 200
+
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "billing_whopconnection"')]
+    connection.refresh_from_db()
+    assert connection.last_delivery_at == first.received_at
 
 
 def test_it_keeps_a_non_ascii_body_byte_for_byte(deliver):
