@@ -241,12 +241,6 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
     if not conversion.network:
         return [], 0, {}
     window = _window_clicks(conversion, window_days)
-    network_visitors = window.filter(network=conversion.network).values("visitor_id").distinct().count()
-    if network_visitors == 0:
-        return [], 0, {}
-    agent_share = _device_share(conversion, window_days)
-    # Others on this network who would produce the same signals by chance.
-    expected_lookalikes = max(network_visitors - 1, 0) * agent_share
 
     def _candidates(clicks):
         return list(
@@ -270,6 +264,11 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
         )
     if not visitors:
         return [], 0, {}
+    # Counted only once something matched: most conversions of people who never clicked stop above.
+    network_visitors = window.filter(network=conversion.network).values("visitor_id").distinct().count()
+    agent_share = _device_share(conversion, window_days)
+    # Others on this network who would produce the same signals by chance.
+    expected_lookalikes = max(network_visitors - 1, 0) * agent_share
     # Several lookalike visitors: the most recent one is the likeliest converter.
     best = visitors[0]
     confidence = ceiling / (len(visitors) + expected_lookalikes)
@@ -334,24 +333,26 @@ def _credit_state(conversion: Conversion) -> dict:
     }
 
 
-def _credits_for(conversion: Conversion, journey: list[Click], half_life_days: float) -> list[Credit]:
+def _credit_rows(conversion: Conversion, journey: list[Click], half_life_days: float) -> list[tuple[str, int, Decimal, Decimal]]:
+    """(model, link id, weight, revenue) under every model for this journey."""
     touches = [(click.link_id, click.occurred_at) for click in journey]
     net = max((conversion.amount or Decimal(0)) - conversion.refunded_amount, Decimal(0))
-    credits = []
+    rows = []
     for model in MODELS:
         weights = link_weights(model, touches, conversion.occurred_at, half_life_days)
         revenues = split_revenue(net, list(weights.values()))
-        credits += [
-            Credit(conversion=conversion, model=model, link_id=link_id, weight=weight, revenue=revenue)
-            for (link_id, weight), revenue in zip(weights.items(), revenues, strict=True)
-        ]
-    return credits
+        rows += [(model, link_id, weight, revenue) for (link_id, weight), revenue in zip(weights.items(), revenues, strict=True)]
+    return rows
+
+
+def _credits(conversion: Conversion, rows) -> list[Credit]:
+    return [Credit(conversion=conversion, model=model, link_id=link_id, weight=weight, revenue=revenue) for model, link_id, weight, revenue in rows]
 
 
 def _store_credits(conversion: Conversion, journey: list[Click], half_life_days: float) -> None:
     before = _credit_state(conversion)
     Credit.objects.filter(conversion=conversion).delete()
-    credits = _credits_for(conversion, journey, half_life_days)
+    credits = _credits(conversion, _credit_rows(conversion, journey, half_life_days))
     Credit.objects.bulk_create(credits)
     _ledger(conversion, before, {(credit.model, credit.link_id): (1, credit.revenue) for credit in credits})
 
@@ -401,61 +402,28 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
     return conversion
 
 
-_DETERMINISTIC_METHODS = ("click_id", "visitor_cookie", "linked_identity")
-
-
 def conversions_reattribute(*, creator_id: int, conversion_ids: list[int]) -> list[int]:
-    """Re-attribute deterministically attributed conversions of one creator together, after a
+    """Re-attribute attributed and unattributed conversions of one creator together, after a
     change of window or half-life: one query for their identities' cookies and click ids, one
-    for the clicks those reach, one for their credits, and writes only where the answer changed.
+    for the clicks those reach, one for their credits, probabilistic evidence checked again where
+    no deterministic journey remains, and writes only where the answer changed.
 
-    Their identities need no resolving again (their identifiers were resolved when they were first
-    attributed; later merges re-attribute them on their own). Returns the ids left for
-    conversion_attribute(): pending ones, the unattributed and probabilistic ones, and those whose
-    deterministic journey the new window empties (probabilistic evidence may still hold).
+    Their identities need no resolving again: that happened when each was first attributed, and
+    later merges re-attribute the conversions they touch on their own. Returns the ids left for
+    conversion_attribute(): the pending ones, never attributed yet.
     """
     prefs = attribution_settings_for(creator_id)
     half_life = float(prefs.half_life_days)
     window = timedelta(days=prefs.window_days)
-    rest = []
     with transaction.atomic():
         conversions = list(
             Conversion.objects.select_for_update().filter(creator_id=creator_id, pk__in=conversion_ids).order_by("id")
         )
-        batch = []
-        for conversion in conversions:
-            deterministic = (conversion.evidence or {}).get("method") in _DETERMINISTIC_METHODS
-            if conversion.status == Conversion.Status.ATTRIBUTED and conversion.identity_id and deterministic:
-                batch.append(conversion)
-            else:
-                rest.append(conversion.pk)
+        rest = [conversion.pk for conversion in conversions if conversion.status == Conversion.Status.PENDING]
+        batch = [conversion for conversion in conversions if conversion.status != Conversion.Status.PENDING]
         if not batch:
             return rest
-
-        owners: dict[tuple[str, str], int] = {}
-        for identity_id, kind, value in Identifier.objects.filter(
-            identity_id__in={conversion.identity_id for conversion in batch}, kind__in=[Identifier.Kind.VISITOR, Identifier.Kind.CLICK]
-        ).values_list("identity_id", "kind", "value"):
-            owners[(kind, value)] = identity_id
-        visitors = [value for kind, value in owners if kind == Identifier.Kind.VISITOR]
-        click_ids = [value for kind, value in owners if kind == Identifier.Kind.CLICK]
-        clicks_of: dict[int, list[Click]] = {}
-        if visitors or click_ids:
-            reached = (
-                Click.objects.filter(
-                    creator_id=creator_id, is_bot=False,
-                    occurred_at__gte=min(conversion.occurred_at for conversion in batch) - window,
-                    occurred_at__lte=max(conversion.occurred_at for conversion in batch),
-                )
-                .filter(Q(visitor_id__in=visitors) | Q(public_id__in=click_ids))
-                .only("id", "public_id", "link_id", "occurred_at", "visitor_id")
-            )
-            for click in reached:
-                for key in ((Identifier.Kind.VISITOR, click.visitor_id), (Identifier.Kind.CLICK, click.public_id)):
-                    if key in owners:
-                        clicks_of.setdefault(owners[key], {})[click.id] = click
-        clicks_of = {identity_id: sorted(clicks.values(), key=lambda c: (c.occurred_at, c.id)) for identity_id, clicks in clicks_of.items()}
-
+        clicks_of = _identity_clicks(creator_id, batch, window)
         old_credits: dict[int, dict] = {}
         for conversion_id, model, link_id, weight, revenue in Credit.objects.filter(
             conversion_id__in=[conversion.pk for conversion in batch]
@@ -469,23 +437,23 @@ def conversions_reattribute(*, creator_id: int, conversion_ids: list[int]) -> li
                 click for click in clicks_of.get(conversion.identity_id, ())
                 if conversion.occurred_at - window <= click.occurred_at <= conversion.occurred_at
             ]
-            if not journey:
-                rest.append(conversion.pk)
-                continue
-            confidence, method = _deterministic_confidence(conversion, journey)
-            evidence = {
-                "identifiers": (conversion.evidence or {}).get("identifiers", []),
-                "method": method,
-                "clicks": [click.public_id for click in journey],
-            }
-            credits = _credits_for(conversion, journey, half_life)
-            after = {(credit.model, credit.link_id): (credit.weight, credit.revenue) for credit in credits}
+            evidence: dict = {"identifiers": (conversion.evidence or {}).get("identifiers", [])}
+            if journey:
+                confidence, evidence["method"] = _deterministic_confidence(conversion, journey)
+            else:
+                journey, confidence, probabilistic = _probabilistic_journey(conversion, prefs.window_days, conversion.identity_id)
+                evidence.update(probabilistic)
+            evidence["clicks"] = [click.public_id for click in journey]
+            status = Conversion.Status.ATTRIBUTED if journey else Conversion.Status.UNATTRIBUTED
+            confidence = confidence if journey else None
+            rows = _credit_rows(conversion, journey, half_life)
+            after = {(model, link_id): (weight, revenue) for model, link_id, weight, revenue in rows}
             before = old_credits.get(conversion.pk, {})
-            if after == before and evidence == conversion.evidence and confidence == conversion.confidence:
+            if (after, evidence, status, confidence) == (before, conversion.evidence, conversion.status, conversion.confidence):
                 continue
-            conversion.evidence, conversion.confidence, conversion.attributed_at = evidence, confidence, now
+            conversion.evidence, conversion.status, conversion.confidence, conversion.attributed_at = evidence, status, confidence, now
             changed.append(conversion)
-            new_credits += credits
+            new_credits += _credits(conversion, rows)
             ledger += _ledger_rows(
                 conversion,
                 {key: (1, revenue) for key, (_, revenue) in before.items()},
@@ -495,10 +463,41 @@ def conversions_reattribute(*, creator_id: int, conversion_ids: list[int]) -> li
             Credit.objects.filter(conversion_id__in=[conversion.pk for conversion in changed]).delete()
             Credit.objects.bulk_create(new_credits)
             CreditLedger.objects.bulk_create(ledger)
-            Conversion.objects.bulk_update(changed, ["evidence", "confidence", "attributed_at"])
+            Conversion.objects.bulk_update(changed, ["evidence", "status", "confidence", "attributed_at"])
             for conversion in changed:
-                conversion_attributed_emit(conversion=conversion)
-    return sorted(rest)
+                if conversion.status == Conversion.Status.ATTRIBUTED:
+                    conversion_attributed_emit(conversion=conversion)
+    return rest
+
+
+def _identity_clicks(creator_id: int, conversions: list[Conversion], window: timedelta) -> dict[int, list[Click]]:
+    """identity id -> the human clicks its cookies and click ids reach in the conversions' time
+    span (oldest first), in two queries for the whole batch."""
+    owners: dict[tuple[str, str], int] = {}
+    for identity_id, kind, value in Identifier.objects.filter(
+        identity_id__in={conversion.identity_id for conversion in conversions if conversion.identity_id},
+        kind__in=[Identifier.Kind.VISITOR, Identifier.Kind.CLICK],
+    ).values_list("identity_id", "kind", "value"):
+        owners[(kind, value)] = identity_id
+    visitors = [value for kind, value in owners if kind == Identifier.Kind.VISITOR]
+    click_ids = [value for kind, value in owners if kind == Identifier.Kind.CLICK]
+    if not visitors and not click_ids:
+        return {}
+    reached = (
+        Click.objects.filter(
+            creator_id=creator_id, is_bot=False,
+            occurred_at__gte=min(conversion.occurred_at for conversion in conversions) - window,
+            occurred_at__lte=max(conversion.occurred_at for conversion in conversions),
+        )
+        .filter(Q(visitor_id__in=visitors) | Q(public_id__in=click_ids))
+        .only("id", "public_id", "link_id", "occurred_at", "visitor_id")
+    )
+    clicks_of: dict[int, dict[int, Click]] = {}
+    for click in reached:
+        for key in ((Identifier.Kind.VISITOR, click.visitor_id), (Identifier.Kind.CLICK, click.public_id)):
+            if key in owners:
+                clicks_of.setdefault(owners[key], {})[click.id] = click
+    return {identity_id: sorted(clicks.values(), key=lambda c: (c.occurred_at, c.id)) for identity_id, clicks in clicks_of.items()}
 
 
 def conversion_refund(*, conversion: Conversion, refunded_amount: Decimal) -> Conversion:
