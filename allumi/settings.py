@@ -223,6 +223,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # acks_late needs the visibility timeout above the longest task (the hard time limit).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_CONSUMER = "allumi.celery:BrokerLossConsumer"
 CELERY_BEAT_SCHEDULE = {
     "flush-clicks": {"task": "attribution.tasks.flush_clicks", "schedule": 1.0},
     "sweep-pending-conversions": {"task": "attribution.tasks.sweep_pending_conversions", "schedule": 60.0},

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from allumi.accounts.models import Creator
 from allumi.core.metrics import conversions_recorded
+from allumi.core.queue import enqueue
 from allumi.core.redis_client import shared_redis
 from attribution.credit import MODELS, link_weights, split_revenue
 from attribution.events import conversion_attributed_emit, conversion_created_emit, conversion_refunded_emit
@@ -123,10 +124,7 @@ def conversions_enqueue_attribution(conversion_ids: list[int]) -> None:
 
     def _send():
         for conversion_id in conversion_ids:
-            try:
-                attribute_conversion.delay(conversion_id)
-            except Exception as error:  # broker down: the pending sweep will pick it up
-                logger.warning("could not enqueue attribution of conversion %s: %r", conversion_id, error)
+            enqueue(attribute_conversion, conversion_id)  # not sent: the pending sweep picks it up
 
     transaction.on_commit(_send)
 

@@ -21,6 +21,7 @@ from django_ratelimit.core import is_ratelimited
 from allumi.core.api import error_response
 from allumi.core.client_ip import client_ip
 from allumi.core.metrics import webhook_deliveries
+from allumi.core.queue import enqueue
 from billing.models import WhopConnection, WhopEvent
 from billing.services import connection_for_token
 from billing.signatures import InvalidSignature, verify_delivery
@@ -113,10 +114,7 @@ def _note_delivery(connection: WhopConnection, when) -> None:
 
 
 def _enqueue(task, event_id: int) -> None:
-    try:
-        task.delay(event_id)
-    except Exception as error:  # broker down: the event is stored, and the sweep retries pending events
-        logger.warning("could not enqueue Whop event %s: %r", event_id, error)
+    enqueue(task, event_id)  # broker down: the event is stored, and the sweep retries pending events
 
 
 @csrf_exempt
