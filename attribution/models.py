@@ -193,7 +193,8 @@ class Conversion(models.Model):
         ]
         indexes = [
             models.Index(fields=["creator", "-id"], name="conversion_creator_id"),
-            models.Index(fields=["creator", "occurred_at"], name="conversion_creator_time"),
+            # Covering: the overview's conversion counts and average confidence read only the index.
+            models.Index(fields=["creator", "occurred_at"], include=["status", "confidence", "id"], name="conversion_creator_time_cover"),
             models.Index(fields=["status", "created_at"], name="conversion_status_created"),
             models.Index(fields=["identity"], name="conversion_identity"),
         ]
@@ -286,7 +287,25 @@ class DailyClickDimension(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["link", "day", "dimension", "value"], name="daily_dimension_unique")]
-        indexes = [models.Index(fields=["creator", "dimension", "day"], name="daily_dimension_creator")]
+        indexes = [
+            models.Index(fields=["creator", "dimension", "day"], name="daily_dimension_creator"),
+            # Covering: the overview's breakdowns of a period read only the index.
+            models.Index(fields=["creator", "day"], include=["dimension", "value", "clicks"], name="daily_dimension_creator_day"),
+        ]
+
+
+class DailyCreatorDimension(models.Model):
+    """Human clicks per creator, day and value of one dimension: the overview's breakdowns, fifty
+    times fewer rows to read than per link for a creator with fifty links."""
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    dimension = models.CharField(max_length=16, choices=DailyClickDimension.Dimension.choices)
+    value = models.CharField(max_length=255)
+    clicks = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["creator", "day", "dimension", "value"], name="daily_creator_dimension_unique")]
 
 
 class CreditLedger(models.Model):

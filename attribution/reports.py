@@ -18,6 +18,7 @@ from attribution.models import (
     Credit,
     CreditLedger,
     DailyClickDimension,
+    DailyCreatorDimension,
     DailyLinkCredit,
     HourlyLinkClicks,
     RollupCursor,
@@ -249,9 +250,8 @@ def top_links(*, creator: Creator, period: Period, model: str, limit: int = 10) 
 
 def breakdowns(*, creator: Creator, period: Period, link: Link | None = None, limit: int = 8) -> dict[str, list[tuple[str, int]]]:
     """Human clicks by referrer domain, country, device, browser, OS and UTM fields (whole days)."""
-    rows = DailyClickDimension.objects.filter(creator=creator, day__gte=period.start.date(), day__lte=period.days[-1])
-    if link:
-        rows = rows.filter(link=link)
+    rollup = DailyClickDimension.objects.filter(link=link) if link else DailyCreatorDimension.objects
+    rows = rollup.filter(creator=creator, day__gte=period.start.date(), day__lte=period.days[-1])
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for dimension, value, clicks in rows.values_list("dimension", "value").annotate(n=Sum("clicks")):
         counts[dimension][value] += clicks

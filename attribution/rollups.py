@@ -1,5 +1,5 @@
-"""Rollups: clicks per link per hour, human clicks per link, day and dimension, and credit per
-link, model and day, maintained from id ranges of their source tables exactly once.
+"""Rollups: clicks per link per hour, human clicks per link (and per creator), day and dimension,
+and credit per link, model and day, maintained from id ranges of their source tables exactly once.
 
 Each run locks its cursor row, reads source rows with ids in (last_id, safe horizon], adds their
 aggregate to the rollup with one INSERT … ON CONFLICT DO UPDATE (increments), and moves the
@@ -97,6 +97,17 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
                     GROUP BY creator_id, link_id, day, dimension, value
                     ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET
                         clicks = attribution_dailyclickdimension.clicks + excluded.clicks
+                    """,  # noqa: S608
+                    [start, end] * len(_DIMENSIONS),
+                )
+                db.execute(
+                    f"""
+                    INSERT INTO attribution_dailycreatordimension (creator_id, day, dimension, value, clicks)
+                    SELECT creator_id, day, dimension, value, COUNT(*)
+                    FROM ({selects}) AS rows
+                    GROUP BY creator_id, day, dimension, value
+                    ON CONFLICT (creator_id, day, dimension, value) DO UPDATE SET
+                        clicks = attribution_dailycreatordimension.clicks + excluded.clicks
                     """,  # noqa: S608
                     [start, end] * len(_DIMENSIONS),
                 )

@@ -34,6 +34,7 @@ from attribution.models import (
     Credit,
     CreditLedger,
     DailyClickDimension,
+    DailyCreatorDimension,
     DailyLinkCredit,
     HourlyLinkClicks,
     RollupCursor,
@@ -126,6 +127,19 @@ def _rolled_dimensions(creator) -> Counter:
     )
 
 
+def _rolled_creator_dimensions(creator) -> Counter:
+    return Counter(
+        {(row.day, row.dimension, row.value): row.clicks for row in DailyCreatorDimension.objects.filter(creator=creator)}
+    )
+
+
+def _per_creator(per_link: Counter) -> Counter:
+    totals: Counter = Counter()
+    for (_link, day, dimension, value), clicks in per_link.items():
+        totals[(day, dimension, value)] += clicks
+    return totals
+
+
 def _credit_sums(rows) -> dict:
     """key -> (count, revenue) over (key, count, revenue) rows, added up in exact decimals (an SQL
     SUM of decimals is a float sum on SQLite; test_reports asserts exact cents of its own)."""
@@ -161,6 +175,7 @@ def _snapshot() -> tuple:
     return (
         sorted(HourlyLinkClicks.objects.values_list("link_id", "hour", "clicks", "unique_clicks", "bot_clicks")),
         sorted(DailyClickDimension.objects.values_list("link_id", "day", "dimension", "value", "clicks")),
+        sorted(DailyCreatorDimension.objects.values_list("creator_id", "day", "dimension", "value", "clicks")),
         sorted(DailyLinkCredit.objects.values_list("link_id", "model", "day", "conversions", "revenue")),
         sorted(RollupCursor.objects.values_list("name", "last_id")),
     )
@@ -211,6 +226,7 @@ def test_click_rollups_equal_the_raw_clicks_after_random_inserts(db, batches):
 
     assert _rolled_hourly(creator) == _raw_hourly(creator)
     assert _rolled_dimensions(creator) == _raw_dimensions(creator)
+    assert _rolled_creator_dimensions(creator) == _per_creator(_raw_dimensions(creator))
     humans = Click.objects.filter(creator=creator, is_bot=False).count()
     for dimension in ("referrer", "country", "device", "browser", "os"):
         # Every human click has exactly one value of each of these.
