@@ -287,11 +287,7 @@ class DailyClickDimension(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["link", "day", "dimension", "value"], name="daily_dimension_unique")]
-        indexes = [
-            models.Index(fields=["creator", "dimension", "day"], name="daily_dimension_creator"),
-            # Covering: the overview's breakdowns of a period read only the index.
-            models.Index(fields=["creator", "day"], include=["dimension", "value", "clicks"], name="daily_dimension_creator_day"),
-        ]
+        indexes = [models.Index(fields=["creator", "dimension", "day"], name="daily_dimension_creator")]
 
 
 class DailyCreatorDimension(models.Model):

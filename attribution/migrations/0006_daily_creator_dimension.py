@@ -22,7 +22,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('attribution', '0005_covering_overview_indexes'),
+        ('attribution', '0005_conversion_creator_time_cover'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,6 +1,6 @@
-"""Covering indexes for the overview: conversion counts by status with their average confidence,
-and a period's breakdowns, answered from the index alone (index-only scans). The conversion
-index replaces the plain (creator, occurred_at) one it extends."""
+"""A covering index for the overview: conversion counts by status with their average confidence
+answered from the index alone (an index-only scan). It replaces the plain (creator, occurred_at)
+index it extends."""
 
 from django.db import migrations, models
 
@@ -20,8 +20,4 @@ class Migration(migrations.Migration):
             index=models.Index(fields=["creator", "occurred_at"], include=["status", "confidence", "id"], name="conversion_creator_time_cover"),
         ),
         RemoveIndexConcurrentlyOnPostgres(model_name="conversion", name="conversion_creator_time"),
-        AddIndexConcurrentlyOnPostgres(
-            model_name="dailyclickdimension",
-            index=models.Index(fields=["creator", "day"], include=["dimension", "value", "clicks"], name="daily_dimension_creator_day"),
-        ),
     ]
