@@ -265,6 +265,21 @@ class HourlyLinkClicks(models.Model):
         indexes = [models.Index(fields=["creator", "hour"], name="hourly_link_clicks_creator")]
 
 
+class DailyLinkClicks(models.Model):
+    """The hourly rollup by whole (UTC) days: periods of a week or more read 24 times fewer rows."""
+
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    link = models.ForeignKey("links.Link", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    clicks = models.IntegerField(default=0)
+    unique_clicks = models.IntegerField(default=0)
+    bot_clicks = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "day"], name="daily_link_clicks_unique")]
+        indexes = [models.Index(fields=["creator", "day"], name="daily_link_clicks_creator")]
+
+
 class DailyClickDimension(models.Model):
     """Human clicks per link, day and value of one dimension (referrer, country, device, …)."""
 

@@ -19,6 +19,7 @@ from attribution.models import (
     CreditLedger,
     DailyClickDimension,
     DailyCreatorDimension,
+    DailyLinkClicks,
     DailyLinkCredit,
     HourlyLinkClicks,
     RollupCursor,
@@ -98,11 +99,18 @@ def _tail_ledger(creator: Creator, period: Period, model: str, link: Link | None
     return rows.filter(link=link) if link else rows
 
 
+def _rolled_clicks(creator: Creator, period: Period, link: Link | None):
+    """The click rollup rows of the period: per day when it is whole days (and longer than the
+    hourly charts), per hour otherwise."""
+    if period.whole_days and not period.hourly:
+        rows = DailyLinkClicks.objects.filter(creator=creator, day__gte=period.start.date(), day__lte=period.days[-1])
+    else:
+        rows = HourlyLinkClicks.objects.filter(creator=creator, hour__gte=period.start, hour__lt=period.end)
+    return rows.filter(link=link) if link else rows
+
+
 def traffic(*, creator: Creator, period: Period, link: Link | None = None) -> dict[str, int]:
-    hours = HourlyLinkClicks.objects.filter(creator=creator, hour__gte=period.start, hour__lt=period.end)
-    if link:
-        hours = hours.filter(link=link)
-    rolled = hours.aggregate(clicks=Sum("clicks"), unique=Sum("unique_clicks"), bots=Sum("bot_clicks"))
+    rolled = _rolled_clicks(creator, period, link).aggregate(clicks=Sum("clicks"), unique=Sum("unique_clicks"), bots=Sum("bot_clicks"))
     tail = _tail_clicks(creator, period, link).aggregate(
         clicks=Count("id", filter=Q(is_bot=False)),
         unique=Count("id", filter=Q(is_bot=False, is_unique=True)),
@@ -190,20 +198,19 @@ def kpis(*, creator: Creator, period: Period, model: str) -> list[dict]:
 
 def series(*, creator: Creator, period: Period, model: str, link: Link | None = None) -> list[dict]:
     """Clicks and revenue per hour (periods of two days or less) or per day."""
-    hours = HourlyLinkClicks.objects.filter(creator=creator, hour__gte=period.start, hour__lt=period.end)
+    rolled = _rolled_clicks(creator, period, link)
     tail = _tail_clicks(creator, period, link).filter(is_bot=False)
-    if link:
-        hours = hours.filter(link=link)
     clicks: dict = defaultdict(int)
     if period.hourly:
         buckets = [period.start + timedelta(hours=n) for n in range(int((period.end - period.start).total_seconds() // 3600))]
-        for hour, count in hours.values_list("hour").annotate(n=Sum("clicks")):
+        for hour, count in rolled.values_list("hour").annotate(n=Sum("clicks")):
             clicks[hour] += count
         for hour, count in tail.annotate(h=TruncHour("occurred_at")).values_list("h").annotate(n=Count("id")):
             clicks[hour] += count
     else:
         buckets = period.days
-        for day, count in hours.annotate(d=TruncDate("hour")).values_list("d").annotate(n=Sum("clicks")):
+        by_day = rolled.values_list("day") if period.whole_days else rolled.annotate(d=TruncDate("hour")).values_list("d")
+        for day, count in by_day.annotate(n=Sum("clicks")):
             clicks[day] += count
         for day, count in tail.annotate(d=TruncDate("occurred_at")).values_list("d").annotate(n=Count("id")):
             clicks[day] += count
@@ -234,7 +241,7 @@ def top_links(*, creator: Creator, period: Period, model: str, limit: int = 10) 
             earned[link_id]["revenue"] += _cents(revenue)
             earned[link_id]["conversions"] += conversions or 0
     clicks: dict[int, int] = defaultdict(int)
-    for link_id, count in HourlyLinkClicks.objects.filter(creator=creator, hour__gte=period.start, hour__lt=period.end).values_list("link_id").annotate(n=Sum("clicks")):
+    for link_id, count in _rolled_clicks(creator, period, None).values_list("link_id").annotate(n=Sum("clicks")):
         clicks[link_id] += count
     for link_id, count in _tail_clicks(creator, period, None).filter(is_bot=False).values_list("link_id").annotate(n=Count("id")):
         clicks[link_id] += count

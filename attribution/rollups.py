@@ -1,4 +1,4 @@
-"""Rollups: clicks per link per hour, human clicks per link (and per creator), day and dimension,
+"""Rollups: clicks per link per hour and per day, human clicks per link (and per creator), day and dimension,
 and credit per link, model and day, maintained from id ranges of their source tables exactly once.
 
 Each run locks its cursor row, reads source rows with ids in (last_id, safe horizon], adds their
@@ -79,6 +79,22 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
                         clicks = attribution_hourlylinkclicks.clicks + excluded.clicks,
                         unique_clicks = attribution_hourlylinkclicks.unique_clicks + excluded.unique_clicks,
                         bot_clicks = attribution_hourlylinkclicks.bot_clicks + excluded.bot_clicks
+                    """,  # noqa: S608 (only fixed SQL fragments are formatted in)
+                    [start, end],
+                )
+                db.execute(
+                    f"""
+                    INSERT INTO attribution_dailylinkclicks (creator_id, link_id, day, clicks, unique_clicks, bot_clicks)
+                    SELECT creator_id, link_id, {_day("occurred_at")},
+                           SUM(CASE WHEN is_bot THEN 0 ELSE 1 END),
+                           SUM(CASE WHEN is_unique AND NOT is_bot THEN 1 ELSE 0 END),
+                           SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)
+                    FROM attribution_click WHERE id > %s AND id <= %s
+                    GROUP BY creator_id, link_id, {_day("occurred_at")}
+                    ON CONFLICT (link_id, day) DO UPDATE SET
+                        clicks = attribution_dailylinkclicks.clicks + excluded.clicks,
+                        unique_clicks = attribution_dailylinkclicks.unique_clicks + excluded.unique_clicks,
+                        bot_clicks = attribution_dailylinkclicks.bot_clicks + excluded.bot_clicks
                     """,  # noqa: S608 (only fixed SQL fragments are formatted in)
                     [start, end],
                 )

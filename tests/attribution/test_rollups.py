@@ -8,7 +8,7 @@ Every property example uses a creator of its own, so examples never see each oth
 import itertools
 import threading
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -35,6 +35,7 @@ from attribution.models import (
     CreditLedger,
     DailyClickDimension,
     DailyCreatorDimension,
+    DailyLinkClicks,
     DailyLinkCredit,
     HourlyLinkClicks,
     RollupCursor,
@@ -101,6 +102,23 @@ def _rolled_hourly(creator) -> dict:
     return {
         (row.link_id, row.hour): (row.clicks, row.unique_clicks, row.bot_clicks)
         for row in HourlyLinkClicks.objects.filter(creator=creator)
+    }
+
+
+def _raw_daily(creator) -> dict:
+    """(link, UTC day) -> (human clicks, unique human clicks, bots), straight from the clicks."""
+    totals: dict = defaultdict(lambda: [0, 0, 0])
+    for (link_id, hour), counts in _raw_hourly(creator).items():
+        row = totals[(link_id, hour.astimezone(UTC).date())]
+        for i, count in enumerate(counts):
+            row[i] += count
+    return {key: tuple(value) for key, value in totals.items()}
+
+
+def _rolled_daily(creator) -> dict:
+    return {
+        (row.link_id, row.day): (row.clicks, row.unique_clicks, row.bot_clicks)
+        for row in DailyLinkClicks.objects.filter(creator=creator)
     }
 
 
@@ -174,6 +192,7 @@ def _rolled_credit(creator, *, by_day: bool = False) -> dict:
 def _snapshot() -> tuple:
     return (
         sorted(HourlyLinkClicks.objects.values_list("link_id", "hour", "clicks", "unique_clicks", "bot_clicks")),
+        sorted(DailyLinkClicks.objects.values_list("link_id", "day", "clicks", "unique_clicks", "bot_clicks")),
         sorted(DailyClickDimension.objects.values_list("link_id", "day", "dimension", "value", "clicks")),
         sorted(DailyCreatorDimension.objects.values_list("creator_id", "day", "dimension", "value", "clicks")),
         sorted(DailyLinkCredit.objects.values_list("link_id", "model", "day", "conversions", "revenue")),
@@ -225,6 +244,7 @@ def test_click_rollups_equal_the_raw_clicks_after_random_inserts(db, batches):
     rollups_run()
 
     assert _rolled_hourly(creator) == _raw_hourly(creator)
+    assert _rolled_daily(creator) == _raw_daily(creator)
     assert _rolled_dimensions(creator) == _raw_dimensions(creator)
     assert _rolled_creator_dimensions(creator) == _per_creator(_raw_dimensions(creator))
     humans = Click.objects.filter(creator=creator, is_bot=False).count()
