@@ -66,38 +66,24 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
         start, end = cursor.last_id, min(safe, cursor.last_id + batch)
         if end > start:
             with connection.cursor() as db:
-                db.execute(
-                    f"""
-                    INSERT INTO attribution_hourlylinkclicks (creator_id, link_id, hour, clicks, unique_clicks, bot_clicks)
-                    SELECT creator_id, link_id, {_hour("occurred_at")},
-                           SUM(CASE WHEN is_bot THEN 0 ELSE 1 END),
-                           SUM(CASE WHEN is_unique AND NOT is_bot THEN 1 ELSE 0 END),
-                           SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)
-                    FROM attribution_click WHERE id > %s AND id <= %s
-                    GROUP BY creator_id, link_id, {_hour("occurred_at")}
-                    ON CONFLICT (link_id, hour) DO UPDATE SET
-                        clicks = attribution_hourlylinkclicks.clicks + excluded.clicks,
-                        unique_clicks = attribution_hourlylinkclicks.unique_clicks + excluded.unique_clicks,
-                        bot_clicks = attribution_hourlylinkclicks.bot_clicks + excluded.bot_clicks
-                    """,  # noqa: S608 (only fixed SQL fragments are formatted in)
-                    [start, end],
-                )
-                db.execute(
-                    f"""
-                    INSERT INTO attribution_dailylinkclicks (creator_id, link_id, day, clicks, unique_clicks, bot_clicks)
-                    SELECT creator_id, link_id, {_day("occurred_at")},
-                           SUM(CASE WHEN is_bot THEN 0 ELSE 1 END),
-                           SUM(CASE WHEN is_unique AND NOT is_bot THEN 1 ELSE 0 END),
-                           SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)
-                    FROM attribution_click WHERE id > %s AND id <= %s
-                    GROUP BY creator_id, link_id, {_day("occurred_at")}
-                    ON CONFLICT (link_id, day) DO UPDATE SET
-                        clicks = attribution_dailylinkclicks.clicks + excluded.clicks,
-                        unique_clicks = attribution_dailylinkclicks.unique_clicks + excluded.unique_clicks,
-                        bot_clicks = attribution_dailylinkclicks.bot_clicks + excluded.bot_clicks
-                    """,  # noqa: S608 (only fixed SQL fragments are formatted in)
-                    [start, end],
-                )
+                # The same counts per hour and per whole day; only fixed SQL fragments are formatted in.
+                for table, column, truncate in (("attribution_hourlylinkclicks", "hour", _hour), ("attribution_dailylinkclicks", "day", _day)):
+                    db.execute(
+                        f"""
+                        INSERT INTO {table} (creator_id, link_id, {column}, clicks, unique_clicks, bot_clicks)
+                        SELECT creator_id, link_id, {truncate("occurred_at")},
+                               SUM(CASE WHEN is_bot THEN 0 ELSE 1 END),
+                               SUM(CASE WHEN is_unique AND NOT is_bot THEN 1 ELSE 0 END),
+                               SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)
+                        FROM attribution_click WHERE id > %s AND id <= %s
+                        GROUP BY creator_id, link_id, {truncate("occurred_at")}
+                        ON CONFLICT (link_id, {column}) DO UPDATE SET
+                            clicks = {table}.clicks + excluded.clicks,
+                            unique_clicks = {table}.unique_clicks + excluded.unique_clicks,
+                            bot_clicks = {table}.bot_clicks + excluded.bot_clicks
+                        """,  # noqa: S608
+                        [start, end],
+                    )
                 # Only the fixed fragments of _DIMENSIONS are formatted in; the ids are parameters.
                 selects = " UNION ALL ".join(
                     f"SELECT c.creator_id, c.link_id, {_day('c.occurred_at')} AS day, '{name}' AS dimension, {expression} AS value, c.id "  # noqa: S608
@@ -105,28 +91,20 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
                     f"WHERE c.id > %s AND c.id <= %s AND NOT c.is_bot AND {expression} <> ''"
                     for name, expression in _DIMENSIONS.items()
                 )
-                db.execute(
-                    f"""
-                    INSERT INTO attribution_dailyclickdimension (creator_id, link_id, day, dimension, value, clicks)
-                    SELECT creator_id, link_id, day, dimension, value, COUNT(*)
-                    FROM ({selects}) AS rows
-                    GROUP BY creator_id, link_id, day, dimension, value
-                    ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET
-                        clicks = attribution_dailyclickdimension.clicks + excluded.clicks
-                    """,  # noqa: S608
-                    [start, end] * len(_DIMENSIONS),
-                )
-                db.execute(
-                    f"""
-                    INSERT INTO attribution_dailycreatordimension (creator_id, day, dimension, value, clicks)
-                    SELECT creator_id, day, dimension, value, COUNT(*)
-                    FROM ({selects}) AS rows
-                    GROUP BY creator_id, day, dimension, value
-                    ON CONFLICT (creator_id, day, dimension, value) DO UPDATE SET
-                        clicks = attribution_dailycreatordimension.clicks + excluded.clicks
-                    """,  # noqa: S608
-                    [start, end] * len(_DIMENSIONS),
-                )
+                # Per link (link pages) and per creator (the overview), from the same rows.
+                for table, owner in (("attribution_dailyclickdimension", "link_id"), ("attribution_dailycreatordimension", "creator_id")):
+                    keys = "creator_id, link_id" if owner == "link_id" else "creator_id"
+                    db.execute(
+                        f"""
+                        INSERT INTO {table} ({keys}, day, dimension, value, clicks)
+                        SELECT {keys}, day, dimension, value, COUNT(*)
+                        FROM ({selects}) AS rows
+                        GROUP BY {keys}, day, dimension, value
+                        ON CONFLICT ({owner}, day, dimension, value) DO UPDATE SET
+                            clicks = {table}.clicks + excluded.clicks
+                        """,  # noqa: S608
+                        [start, end] * len(_DIMENSIONS),
+                    )
             cursor.last_id = end
         cursor.save()
     return max(end - start, 0)

@@ -95,7 +95,8 @@ def _store_if_genuine(request, *, endpoint: str, secret: str, connection: WhopCo
         _note_delivery(connection, event.received_at)
     from billing.tasks import process_whop_event
 
-    transaction.on_commit(lambda: _enqueue(process_whop_event, event.id))
+    # Not sent (broker down): the event is stored, and the sweep retries pending events.
+    transaction.on_commit(lambda: enqueue(process_whop_event, event.id))
     return JsonResponse({"status": "received", "id": event.id}, status=200)
 
 
@@ -111,10 +112,6 @@ def _note_delivery(connection: WhopConnection, when) -> None:
         Q(last_delivery_at__isnull=True) | Q(last_delivery_at__lt=when - timedelta(minutes=1))
     ).update(last_delivery_at=when)
     connection.last_delivery_at = when
-
-
-def _enqueue(task, event_id: int) -> None:
-    enqueue(task, event_id)  # broker down: the event is stored, and the sweep retries pending events
 
 
 @csrf_exempt
