@@ -18,3 +18,10 @@ max_requests_jitter = 2000
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """Start each worker with the links the shared cache holds, so it serves them from memory."""
+    from links.cache import link_cache_warm
+
+    worker.log.info("link cache: %d entries loaded", link_cache_warm())

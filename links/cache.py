@@ -121,6 +121,48 @@ def link_entry(short_id: str) -> dict | None:
     return None if entry.get("missing") else entry
 
 
+def link_cache_warm(*, batch: int = 1000) -> int:
+    """Fill this process's copy with every entry the shared cache holds (the links followed in the
+    last LINK_CACHE_SHARED_TTL seconds), up to the local limit; returns how many were loaded.
+
+    A web worker calls this once it has started (gunicorn.conf.py), so a worker that has just been
+    forked or recycled serves hot links from memory at once instead of asking Redis for each.
+    """
+    client = _usable_redis()
+    if client is None:
+        return 0
+    now = time.monotonic()
+    expires = now + settings.LINK_CACHE_LOCAL_TTL
+    loaded = 0
+    try:
+        # The version first: an edit made while the entries are read then empties them again.
+        _seen.update(version=client.get(_VERSION_KEY), checked_at=now)
+        keys = []
+        for key in client.scan_iter(match=_key("*"), count=batch):
+            keys.append(key)
+            if len(keys) == batch or loaded + len(keys) >= _LOCAL_MAX_ENTRIES:
+                loaded += _load_local(client, keys, expires)
+                keys = []
+                if loaded >= _LOCAL_MAX_ENTRIES:
+                    break
+        if keys:
+            loaded += _load_local(client, keys, expires)
+    except Exception as error:  # Redis down: start cold, entries come on demand
+        redis_breaker.trip(error)
+    return loaded
+
+
+def _load_local(client, keys: list, expires: float) -> int:
+    loaded = 0
+    for key, raw in zip(keys, client.mget(keys), strict=True):
+        if raw is None:
+            continue
+        short_id = (key.decode() if isinstance(key, bytes) else key).removeprefix(_key(""))
+        _local[short_id] = (expires, json.loads(raw))
+        loaded += 1
+    return loaded
+
+
 def link_cache_invalidate(short_id: str) -> None:
     """Forget `short_id` everywhere once the current transaction commits."""
 

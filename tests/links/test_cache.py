@@ -49,3 +49,26 @@ def test_unknown_ids_are_remembered_and_forgotten_when_the_link_is_created(alice
         link_create(creator=alice, url="https://shop.example/launch", slug="launch-day")
 
     assert cache.link_entry("launch-day")["prefix"] == "https://shop.example/launch"
+
+
+def test_a_new_worker_starts_with_what_the_shared_cache_holds(alice, redis_url, django_assert_num_queries):
+    links = [link_create(creator=alice, url=f"https://shop.example/{number}") for number in range(3)]
+    for link in links:
+        cache.link_entry(link.short_id)  # another worker's lookups fill the shared cache
+    cache.link_cache_clear_local()  # this process is new
+
+    assert cache.link_cache_warm(batch=2) == 3
+
+    client = cache.shared_redis()
+    client.delete(*(cache._key(link.short_id) for link in links))  # nor Redis, nor the database
+    with django_assert_num_queries(0):
+        assert [cache.link_entry(link.short_id)["prefix"] for link in links] == [
+            f"https://shop.example/{number}" for number in range(3)
+        ]
+
+
+def test_warming_without_redis_leaves_the_worker_cold(link, settings):
+    settings.REDIS_URL = ""
+
+    assert cache.link_cache_warm() == 0
+    assert cache.link_entry(link.short_id)["prefix"] == "https://shop.example/old"
