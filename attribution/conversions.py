@@ -17,14 +17,13 @@ bench/journeys.py: conversions scored 90+ are right at least nine times in ten, 
 import contextlib
 import hashlib
 import logging
-from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from time import monotonic
 
 import redis
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
@@ -51,6 +50,7 @@ NETWORK_MATCH_WINDOW = timedelta(hours=24)
 # Agents rarer than this among a creator's clicks count at this share: lookalikes are never assumed away.
 DEVICE_SHARE_FLOOR = 0.0005
 DEVICE_SHARES_TTL = 60  # seconds; a population statistic, not evidence about one visitor
+DEVICE_SHARES_PAST_TTL = 3600  # for windows that ended before today
 DEVICE_SHARES_SAMPLE = 20_000
 
 
@@ -211,14 +211,21 @@ def _device_shares(creator_id: int, window_days: int, day) -> dict[str, float]:
     if shares is None:
         end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
         # The most recent clicks of the window are sample enough: shares to a tenth of a percent.
-        counts = Counter(
+        latest = (
             Click.objects.filter(creator_id=creator_id, is_bot=False, occurred_at__gte=end - timedelta(days=window_days), occurred_at__lt=end)
             .order_by("-occurred_at")
-            .values_list("user_agent", flat=True)[:DEVICE_SHARES_SAMPLE]
+            .values_list("user_agent")[:DEVICE_SHARES_SAMPLE]
         )
+        # Counted by the database: a few hundred agents come back instead of every sampled click.
+        sql, params = latest.query.sql_with_params()
+        with connection.cursor() as db:
+            db.execute(f"SELECT latest.user_agent, COUNT(*) FROM ({sql}) latest GROUP BY latest.user_agent", params)  # noqa: S608 (Django's own SQL)
+            counts = dict(db.fetchall())
         total = sum(counts.values())
         shares = {_agent_key(agent): n / total for agent, n in counts.items() if n / total >= DEVICE_SHARE_FLOOR}
-        cache.set(key, shares, DEVICE_SHARES_TTL)
+        # A past day's window takes no new clicks: its shares can be kept much longer.
+        today = timezone.now().astimezone(UTC).date()
+        cache.set(key, shares, DEVICE_SHARES_TTL if day >= today else DEVICE_SHARES_PAST_TTL)
     return shares
 
 
@@ -264,9 +271,14 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
         )
     if not visitors:
         return [], 0, {}
-    # Counted only once something matched: most conversions of people who never clicked stop above.
-    network_visitors = window.filter(network=conversion.network).values("visitor_id").distinct().count()
     agent_share = _device_share(conversion, window_days)
+    # Counted only once something matched (most conversions of people who never clicked stop
+    # above), and only up to the number of visitors that already rules the match out: a carrier
+    # NAT holds thousands, and counting them all changed no answer.
+    enough = max(int((ceiling / (CONFIDENCE_FLOOR - 1) - len(visitors)) / agent_share) + 2, 1)
+    network_visitors = (
+        window.filter(network=conversion.network).order_by().values("visitor_id").distinct()[:enough].count()
+    )
     # Others on this network who would produce the same signals by chance.
     expected_lookalikes = max(network_visitors - 1, 0) * agent_share
     # Several lookalike visitors: the most recent one is the likeliest converter.

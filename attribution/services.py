@@ -222,7 +222,7 @@ def _insert_clicks(rows: list[dict]) -> None:
     ]
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     per_statement = min(1000, (connection.features.max_query_params or 65535) // len(fields))
-    head = f"INSERT INTO {quote(Click._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "
+    head = f"INSERT INTO {quote(Click._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "  # noqa: S608 (the model's own names)
     tail = f" ON CONFLICT ({quote(Click._meta.get_field('public_id').column)}) DO NOTHING"
     with connection.cursor() as cursor:
         for first in range(0, len(rows), per_statement):
