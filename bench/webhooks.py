@@ -888,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=0, help="deliveries prepared per wrk thread (default: from the warm-up rate)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for every event to be processed (default 120)")
     parser.add_argument("--celery-concurrency", type=int, default=2, help="Celery worker processes (default 2, as in the Procfile)")
+    parser.add_argument("--worker-nice", type=int, default=0, help="run the Celery worker under `nice -n N` (default 0: same priority as the web)")
     parser.add_argument("--no-beat", action="store_true", help="run the Celery worker without its embedded beat")
     parser.add_argument("--profile", choices=("miss", "always", "never"), default="miss", help="profile the view in-process when the p99 target is missed (default), always, or never")
     parser.add_argument("--profile-requests", type=int, default=300, help="deliveries profiled in-process (default 300)")
@@ -974,6 +975,8 @@ def run(args, children: Children, workdir: Path) -> int:
     ]
     if not args.no_beat:
         celery_cmd += ["--beat", f"--schedule={workdir / 'celerybeat-schedule'}"]
+    if args.worker_nice:
+        celery_cmd = ["nice", "-n", str(args.worker_nice), *celery_cmd]
     celery = children.start(celery_cmd, env=env, log_path=celery_log)
     wait_for_line(celery, celery_log, r"ready\.", 60, "celery worker")
 
