@@ -276,9 +276,7 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
     # above), and only up to the number of visitors that already rules the match out: a carrier
     # NAT holds thousands, and counting them all changed no answer.
     enough = max(int((ceiling / (CONFIDENCE_FLOOR - 1) - len(visitors)) / agent_share) + 2, 1)
-    network_visitors = (
-        window.filter(network=conversion.network).order_by().values("visitor_id").distinct()[:enough].count()
-    )
+    network_visitors = window.filter(network=conversion.network).values("visitor_id").distinct()[:enough].count()
     # Others on this network who would produce the same signals by chance.
     expected_lookalikes = max(network_visitors - 1, 0) * agent_share
     # Several lookalike visitors: the most recent one is the likeliest converter.

@@ -205,21 +205,25 @@ def _mark_unique(rows: list[dict]) -> None:
         last_seen[key] = when
 
 
+def _column_adapter(field):
+    """How the database driver wants a value of this column, where it is not the Python value."""
+    if isinstance(field, models.DateTimeField):
+        return connection.ops.adapt_datetimefield_value
+    if isinstance(field, models.GenericIPAddressField):
+        return connection.ops.adapt_ipaddressfield_value
+    return None
+
+
 def _insert_clicks(rows: list[dict]) -> None:
     """INSERT the rows, up to a thousand per statement, skipping click ids already stored.
 
     Written here from the model's own columns rather than through `bulk_create`, which prepared
-    every value of every row through the field API and cost the flusher more CPU than parsing,
-    detection and the database together; the values in `rows` are already what the columns take.
+    every value of every row through the field API: about two thirds of the flusher's CPU when
+    profiled. The values in `rows` are already what the columns take.
     """
     fields = [field for field in Click._meta.concrete_fields if not field.primary_key]
+    adapters = [(field.attname, _column_adapter(field)) for field in fields]
     quote = connection.ops.quote_name
-    adapters = [
-        (field.attname, connection.ops.adapt_datetimefield_value if isinstance(field, models.DateTimeField)
-         else connection.ops.adapt_ipaddressfield_value if isinstance(field, models.GenericIPAddressField)
-         else None)
-        for field in fields
-    ]
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     per_statement = min(1000, (connection.features.max_query_params or 65535) // len(fields))
     head = f"INSERT INTO {quote(Click._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "  # noqa: S608 (the model's own names)
@@ -227,9 +231,7 @@ def _insert_clicks(rows: list[dict]) -> None:
     with connection.cursor() as cursor:
         for first in range(0, len(rows), per_statement):
             chunk = rows[first : first + per_statement]
-            params = [
-                adapt(row[name]) if adapt else row[name] for row in chunk for name, adapt in adapters
-            ]
+            params = [adapt(row[name]) if adapt else row[name] for row in chunk for name, adapt in adapters]
             cursor.execute(head + ", ".join([row_sql] * len(chunk)) + tail, params)
 
 

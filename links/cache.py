@@ -9,6 +9,7 @@ every worker within about a second, and a hot link costs no round trip at all. W
 (the embedded default, one process) the in-process copy is forgotten directly.
 """
 
+import itertools
 import json
 import logging
 import time
@@ -32,8 +33,11 @@ _local: dict[str, tuple[float, dict]] = {}
 _seen = {"version": None, "checked_at": 0.0}
 
 
+_KEY_PREFIX = "allumi:link:"
+
+
 def _key(short_id: str) -> str:
-    return f"allumi:link:{short_id}"
+    return _KEY_PREFIX + short_id
 
 
 def _entry_from_db(short_id: str) -> dict:
@@ -137,29 +141,15 @@ def link_cache_warm(*, batch: int = 1000) -> int:
     try:
         # The version first: an edit made while the entries are read then empties them again.
         _seen.update(version=client.get(_VERSION_KEY), checked_at=now)
-        keys = []
-        for key in client.scan_iter(match=_key("*"), count=batch):
-            keys.append(key)
-            if len(keys) == batch or loaded + len(keys) >= _LOCAL_MAX_ENTRIES:
-                loaded += _load_local(client, keys, expires)
-                keys = []
-                if loaded >= _LOCAL_MAX_ENTRIES:
-                    break
-        if keys:
-            loaded += _load_local(client, keys, expires)
+        keys = list(itertools.islice(client.scan_iter(match=_KEY_PREFIX + "*", count=batch), _LOCAL_MAX_ENTRIES))
+        for first in range(0, len(keys), batch):
+            chunk = keys[first : first + batch]
+            for key, raw in zip(chunk, client.mget(chunk), strict=True):
+                if raw is not None:  # expired since the scan
+                    _local[key.decode().removeprefix(_KEY_PREFIX)] = (expires, json.loads(raw))
+                    loaded += 1
     except Exception as error:  # Redis down: start cold, entries come on demand
         redis_breaker.trip(error)
-    return loaded
-
-
-def _load_local(client, keys: list, expires: float) -> int:
-    loaded = 0
-    for key, raw in zip(keys, client.mget(keys), strict=True):
-        if raw is None:
-            continue
-        short_id = (key.decode() if isinstance(key, bytes) else key).removeprefix(_key(""))
-        _local[short_id] = (expires, json.loads(raw))
-        loaded += 1
     return loaded
 
 
