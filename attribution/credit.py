@@ -58,8 +58,53 @@ def _largest_remainder(shares: list[Fraction], total_units: int) -> list[int]:
     return units
 
 
+def _apportion(numerators: list[int], total_units: int) -> list[int]:
+    """_largest_remainder() for shares numerator / sum(numerators), in integers only: the same
+    answer without building a Fraction per share (this runs for every conversion of a recompute)."""
+    denominator = sum(numerators)
+    units, remainders = [], []
+    for numerator in numerators:
+        unit, remainder = divmod(numerator * total_units, denominator)
+        units.append(unit)
+        remainders.append(remainder)
+    short = total_units - sum(units)
+    if short:
+        by_remainder = sorted(range(len(numerators)), key=lambda i: (remainders[i], -i), reverse=True)
+        for i in by_remainder[:short]:
+            units[i] += 1
+    return units
+
+
+def _touch_numerators(model: str, n: int) -> list[int] | None:
+    """Touch weights as integers proportional to them, for the models whose weights are rational
+    with a small common denominator (all but time decay)."""
+    if model == AttributionModel.FIRST_TOUCH:
+        return [1] + [0] * (n - 1)
+    if model == AttributionModel.LAST_TOUCH:
+        return [0] * (n - 1) + [1]
+    if model == AttributionModel.LINEAR:
+        return [1] * n
+    if model == AttributionModel.POSITION_BASED:
+        if n <= 2:
+            return [1] * n
+        return [2 * (n - 2)] + [1] * (n - 2) + [2 * (n - 2)]  # 40% / 20% shared / 40%
+    return None
+
+
 def link_weights(model: str, touches: list[tuple[int, datetime]], converted_at: datetime, half_life_days: float) -> "OrderedDict[int, Decimal]":
     """Per-link weights (six decimal places, summing to exactly 1), in order of first touch."""
+    if not touches:
+        return OrderedDict()
+    if all(link_id == touches[0][0] for link_id, _ in touches):
+        return OrderedDict([(touches[0][0], Decimal(1))])  # one link takes it all under every model
+    numerators = _touch_numerators(model, len(touches))
+    if numerators is not None:
+        per_link_units: OrderedDict[int, int] = OrderedDict()
+        for (link_id, _), numerator in zip(touches, numerators, strict=True):
+            per_link_units[link_id] = per_link_units.get(link_id, 0) + numerator
+        credited = [(link_id, numerator) for link_id, numerator in per_link_units.items() if numerator > 0]
+        units = _apportion([numerator for _, numerator in credited], _WEIGHT_UNIT)
+        return OrderedDict((link_id, Decimal(unit) / _WEIGHT_UNIT) for (link_id, _), unit in zip(credited, units, strict=True) if unit > 0)
     weights = touch_weights(model, [when for _, when in touches], converted_at, half_life_days)
     per_link: OrderedDict[int, Fraction] = OrderedDict()
     for (link_id, _), weight in zip(touches, weights, strict=True):
@@ -75,5 +120,13 @@ def link_weights(model: str, touches: list[tuple[int, datetime]], converted_at: 
 def split_revenue(net: Decimal, weights: list[Decimal]) -> list[Decimal]:
     """`net` split by `weights` in whole cents, summing to exactly `net`."""
     cents = int((net / CENT).to_integral_value(rounding=ROUND_FLOOR))
-    units = _largest_remainder([Fraction(weight) for weight in weights], cents) if weights else []
+    if not weights:
+        return []
+    if len(weights) == 1:
+        return [Decimal(cents) * CENT]
+    scaled = [weight.scaleb(WEIGHT_PLACES) for weight in weights]
+    if all(value == value.to_integral_value() for value in scaled):  # six places or fewer: integers suffice
+        units = _apportion([int(value) for value in scaled], cents)
+    else:
+        units = _largest_remainder([Fraction(weight) / sum(weights) for weight in weights], cents)
     return [Decimal(unit) * CENT for unit in units]

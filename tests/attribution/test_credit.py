@@ -245,3 +245,34 @@ def test_every_model_gives_weights_summing_to_one_and_revenue_summing_to_the_amo
             assert revenue >= 0
             assert revenue == revenue.quantize(Decimal("0.01"))
             assert abs(revenue - amount * weight) < Decimal("0.01"), model
+
+
+def _reference_weights(model, touches, half_life):
+    """The exact-fraction definition: per-link sums of touch_weights(), apportioned by largest remainder."""
+    exact = touch_weights(model, [_ago(age) for _, age in touches], CONVERTED, half_life)
+    per_link: dict[int, Fraction] = {}
+    for (link_id, _), weight in zip(touches, exact, strict=True):
+        per_link[link_id] = per_link.get(link_id, Fraction(0)) + weight
+    per_link = {link_id: weight for link_id, weight in per_link.items() if weight > 0}
+    total_units = 10**6
+    scaled = [weight / sum(per_link.values()) * total_units for weight in per_link.values()]
+    units = [math.floor(value) for value in scaled]
+    order = sorted(range(len(units)), key=lambda i: (scaled[i] - units[i], -i), reverse=True)
+    for i in order[: total_units - sum(units)]:
+        units[i] += 1
+    return {link_id: Decimal(unit) / total_units for link_id, unit in zip(per_link, units, strict=True) if unit}
+
+
+@settings(max_examples=300, deadline=None)
+@given(touches=_touches, amount=_amounts)
+def test_the_integer_shortcuts_give_the_exact_fraction_answer(touches, amount):
+    touches = sorted(touches, key=lambda touch: -touch[1])
+    for model in ("first_touch", "last_touch", "linear", "position_based"):
+        weights = _weights(model, touches)
+        assert weights == _reference_weights(model, touches, HALF_LIFE), model
+        assert list(weights) == list(_reference_weights(model, touches, HALF_LIFE)), model  # order of first touch
+        exact = [Fraction(weight) * int(amount * 100) for weight in weights.values()]
+        cents = [int(value) for value in exact]
+        for i in sorted(range(len(cents)), key=lambda i: (exact[i] - cents[i], -i), reverse=True)[: int(amount * 100) - sum(cents)]:
+            cents[i] += 1
+        assert split_revenue(amount, list(weights.values())) == [Decimal(c) / 100 for c in cents], model
