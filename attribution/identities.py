@@ -87,7 +87,7 @@ def _resolve_once(*, creator, keys, seen_at, prefer_identity_id):
     merges = []
     if owners:
         survivor = owners.get(prefer_identity_id) or owners[min(owners)]
-        apart = _kept_apart(list(owners))
+        apart = _kept_apart(list(owners)) if len(owners) > 1 else set()
         for identity_id, identity in sorted(owners.items()):
             if identity_id != survivor.id and frozenset((identity_id, survivor.id)) not in apart:
                 merges.append(identity_merge(survivor=survivor, merged=identity, evidence=evidence_for[identity_id]))
@@ -103,12 +103,10 @@ def _resolve_once(*, creator, keys, seen_at, prefer_identity_id):
 
 def identity_observe_fingerprint(*, identity: Identity, fingerprint: str, seen_at: datetime) -> None:
     if fingerprint:
-        Identifier.objects.get_or_create(
-            creator_id=identity.creator_id,
-            identity=identity,
-            kind=Identifier.Kind.FINGERPRINT,
-            value=fingerprint,
-            defaults={"first_seen": seen_at},
+        # One INSERT that does nothing when the identity already has it (identifier_unique_per_identity).
+        Identifier.objects.bulk_create(
+            [Identifier(creator_id=identity.creator_id, identity=identity, kind=Identifier.Kind.FINGERPRINT, value=fingerprint, first_seen=seen_at)],
+            ignore_conflicts=True,
         )
 
 
