@@ -224,6 +224,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_CONSUMER = "allumi.celery:BrokerLossConsumer"
+# Celery closes the database connection around every task unless told to reuse it, and a new
+# PostgreSQL session (a backend started, its catalogs read) cost more than the task itself. Reused
+# here for up to this many tasks; allumi.celery checks it before each task and drops it after a
+# failed one (an interrupted query can leave a connection unusable without Django noticing).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     "flush-clicks": {"task": "attribution.tasks.flush_clicks", "schedule": 1.0},
     "sweep-pending-conversions": {"task": "attribution.tasks.sweep_pending_conversions", "schedule": 60.0},

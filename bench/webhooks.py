@@ -30,7 +30,12 @@ What it does, all on loopback:
    goes without queueing, next to the loopback round trip to PostgreSQL and Redis at that moment.
 
 wrk keeps `--connections` requests in flight (a closed loop), so the median latency is about
-connections / (requests/s): the p99 target needs the throughput to match the concurrency.
+connections / (requests/s): the p99 target needs the throughput to match the concurrency. That is
+the burst figure (how fast deliveries can be taken at all, with the worker falling behind). With
+`--rate R` this script sends instead, open loop: deliveries at random (exponential) intervals, R
+per second on average, each on a new connection whether or not earlier ones were answered, as
+independent senders do. That is the latency of webhooks as they come, at a rate the worker keeps
+up with (the queue when it stops says so).
 
 Exit status: 0 when every check passed, 1 when a correctness check failed, 2 when the benchmark
 could not run; with `--strict` also 3 when only the latency target was missed.
@@ -549,6 +554,79 @@ def run_wrk(children: Children, env: dict, *, args, port: int, path: str, lua: P
     return result
 
 
+def run_paced(*, args, port: int, path: str, prefix: Path, duration: float) -> dict:
+    """Open loop (--rate): deliveries at random, exponentially distributed intervals (independent
+    events, as webhooks arrive), each on its own new connection opened when it is sent, whether or
+    not earlier ones were answered. Latency is what a sender sees: connect, send, whole answer.
+    Returns what parse_wrk() returns, for the same report and checks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = []
+    for number in range(1, args.threads + 1):
+        entries = []
+        for line in Path(f"{prefix}{number}.tsv").read_bytes().splitlines():
+            webhook_id, timestamp, signature, body = line.split(b"\t", 3)
+            entries.append((webhook_id.decode(), timestamp.decode(), signature.decode(), body))
+        files.append(entries)
+    latencies, statuses, errors = [], [], {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    counts = {"received": 0, "duplicate": 0}
+
+    def send(entry) -> None:
+        webhook_id, timestamp, signature, body = entry
+        started = time.perf_counter()
+        try:
+            status, answer = http_request(port, "POST", path, body=body, headers={
+                "Content-Type": "application/json", "webhook-id": webhook_id,
+                "webhook-timestamp": timestamp, "webhook-signature": signature,
+            })
+        except TimeoutError:
+            errors["timeout"] += 1
+            return
+        except OSError:
+            errors["connect"] += 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+        statuses.append(status)
+        for key in counts:
+            if f'"{key}"'.encode() in answer:
+                counts[key] += 1
+
+    rng = random.Random(7)
+    sent = [0] * len(files)
+    with ThreadPoolExecutor(max_workers=max(64, args.connections)) as pool:
+        began = time.perf_counter()
+        due = began
+        while True:
+            due += rng.expovariate(args.rate)
+            if due - began > duration:
+                break
+            time.sleep(max(due - time.perf_counter(), 0))
+            which = rng.randrange(len(files))
+            entries = files[which]
+            pool.submit(send, entries[sent[which] % len(entries)])
+            sent[which] += 1
+        offered_s = time.perf_counter() - began
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    result = {
+        "rps": len(latencies) / offered_s, "requests": len(latencies), "elapsed_s": offered_s,
+        "p50_ms": pct(0.50), "p75_ms": pct(0.75), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+        "non_2xx_3xx": sum(1 for status in statuses if status >= 400), "socket_errors": {k: v for k, v in errors.items() if v},
+        "threads": [(count, count // len(entries)) for count, entries in zip(sent, files, strict=True)],
+        "s200": statuses.count(200), "s2xx": sum(1 for status in statuses if 200 < status < 300),
+        "s3xx": sum(1 for status in statuses if 300 <= status < 400), "s4xx": sum(1 for status in statuses if 400 <= status < 500),
+        "s5xx": sum(1 for status in statuses if status >= 500), **counts,
+    }
+    result["sent"] = sum(sent)
+    result["wraps"] = sum(wraps for _, wraps in result["threads"])
+    result["raw"] = f"open loop at {args.rate:g}/s offered: {result['sent']} sent in {offered_s:.1f}s"
+    return result
+
+
 # --- CPU accounting -------------------------------------------------------------------------
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -882,6 +960,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=15.0, help=f"seconds of the measured run (default 15, at most {MAX_DURATION})")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--rate", type=float, default=0.0, help="deliveries per second offered in all, at random intervals (default 0: back to back, as fast as answered)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up, also used to size the deliveries (default 3)")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of requests that repeat an earlier delivery (default 0.05)")
@@ -922,7 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, children: Children, workdir: Path) -> int:
-    if args.connections < 1 or args.threads < 1 or args.duration < 1 or args.warmup < 0:
+    if args.connections < 1 or args.threads < 1 or args.duration < 1 or args.warmup < 0 or args.rate < 0:
         raise BenchError("--connections, --threads and --duration must be positive")
     if args.threads > args.connections or args.connections % args.threads:
         raise BenchError("--connections must be a multiple of --threads (wrk gives each thread connections / threads)")
@@ -1018,7 +1097,8 @@ def run(args, children: Children, workdir: Path) -> int:
     if args.warmup > 0:
         warm = Plan.build(factory, threads=args.threads, per_thread=max(200, int(args.warmup * 2000 / args.threads)), duplicates=args.duplicates)
         warm.write(workdir / "warmup-", secret)
-        result = run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=workdir / "warmup-", duration=args.warmup)
+        result = (run_paced(args=args, port=port, path=path, prefix=workdir / "warmup-", duration=args.warmup) if args.rate
+                  else run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=workdir / "warmup-", duration=args.warmup))
         sent.extend(warm.sent(result["threads"]))
         estimate_rps = max(result["rps"], 50.0)
         expected = len({webhook_id for webhook_id, _, _ in sent})
@@ -1027,6 +1107,8 @@ def run(args, children: Children, workdir: Path) -> int:
             f"warm-up: {result['rps']:.0f} requests/s for {args.warmup:.0f}s, p99 {result['p99_ms']:.1f} ms;"
             f" its {expected} events processed {waited:.1f}s later ({statuses})"
         )
+
+    analyze_like_autovacuum()
 
     # Anything else keeping the cores busy makes the figures below meaningless: say so.
     with CpuMeter({"gunicorn": gunicorn, "celery": celery}) as idle:
@@ -1052,7 +1134,8 @@ def run(args, children: Children, workdir: Path) -> int:
     database_before = database_activity()
     print(f"run: POST {path.rsplit('/', 1)[0]}/<token> for {args.duration:.0f}s ...", flush=True)
     with CpuMeter({"gunicorn": gunicorn, "celery": celery}) as meter, WaitSampler(args.database_url) as waits:
-        result = run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=workdir / "run-", duration=args.duration)
+        result = (run_paced(args=args, port=port, path=path, prefix=workdir / "run-", duration=args.duration) if args.rate
+                  else run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=workdir / "run-", duration=args.duration))
     run_sent = plan.sent(result["threads"])
     queue_at_stop = redis.llen("celery")
     if args.show_wrk:
@@ -1089,7 +1172,9 @@ def run(args, children: Children, workdir: Path) -> int:
 
     print()
     print("=" * 100)
-    print(f"Whop webhook benchmark: {args.duration:.0f}s, wrk {args.threads} threads x {args.connections} connections, gunicorn {workers} sync workers")
+    driver = (f"open loop: {args.rate:g} deliveries/s offered at random intervals, a new connection each" if args.rate
+              else f"wrk {args.threads} threads x {args.connections} connections back to back")
+    print(f"Whop webhook benchmark: {args.duration:.0f}s, {driver}, gunicorn {workers} sync workers")
     print(f"  requests/s        {result['rps']:10.1f}   ({result['requests']} answered in {result['elapsed_s']:.1f}s)")
     print(
         f"  latency ms        p50 {result['p50_ms']:.2f}   p75 {result['p75_ms']:.2f}   p90 {result['p90_ms']:.2f}"
@@ -1172,6 +1257,23 @@ def run(args, children: Children, workdir: Path) -> int:
     if args.strict and not latency_ok:
         return 3
     return 0
+
+
+def analyze_like_autovacuum() -> None:
+    """The bench creator's tables start empty. PostgreSQL's autovacuum analyzes a table once about
+    fifty rows have changed; where the server runs with it switched off, the tables would keep
+    "never analyzed" statistics and the planner would read every identifier of the creator to
+    find one. Do once, after the warm-up, what autovacuum would have done by then."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        if cursor.fetchone()[0] == "on":
+            return
+        started = time.perf_counter()
+        cursor.execute("ANALYZE")
+    connection.close()
+    print(f"autovacuum is off on this server: ANALYZE after the warm-up, as it would: {time.perf_counter() - started:.1f}s")
 
 
 def database_activity() -> dict[str, int]:
