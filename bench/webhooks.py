@@ -1189,8 +1189,8 @@ def run(args, children: Children, workdir: Path) -> int:
         f"  answers           200 {result['s200']} (received {result['received']}, duplicate {result['duplicate']}),"
         f" other 2xx {result['s2xx']}, 3xx {result['s3xx']}, 4xx {result['s4xx']}, 5xx {result['s5xx']}; socket errors {result['socket_errors']}"
     )
-    print(f"  Celery queue      {queue_at_stop} messages when wrk stopped; all events processed {drain_seconds:.1f}s later" if processed == stored_events else
-          f"  Celery queue      {queue_at_stop} messages when wrk stopped; NOT all processed after {drain_seconds:.1f}s: {checks['statuses']}")
+    print(f"  Celery queue      {queue_at_stop} messages when the load stopped; all events processed {drain_seconds:.1f}s later" if processed == stored_events else
+          f"  Celery queue      {queue_at_stop} messages when the load stopped; NOT all processed after {drain_seconds:.1f}s: {checks['statuses']}")
     print(f"  CPU seconds, run  {meter.summary()}")
     print(f"  CPU seconds, drain {drain_meter.summary()}")
     sent_here = max(run_requests, 1)
