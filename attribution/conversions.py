@@ -410,6 +410,25 @@ def _store_credits(conversion: Conversion, journey: list[Click], half_life_days:
     _ledger(conversion, before, {(credit.model, credit.link_id): (1, credit.revenue) for credit in credits})
 
 
+def _decide(
+    conversion: Conversion, journey: list[Click], *, identifiers: list[dict], window_days: int, identity_id: int | None
+) -> tuple[list[Click], dict, str, int | None]:
+    """The answer for a conversion, given the clicks its identity deterministically reaches in the
+    window (oldest first, maybe none): (journey to credit, evidence, status, confidence). With no
+    such clicks, probabilistic evidence is weighed instead. Shared by a first attribution and a
+    batched re-attribution, which must agree."""
+    evidence: dict = {"identifiers": identifiers}
+    if journey:
+        confidence, evidence["method"] = _deterministic_confidence(conversion, journey)
+    else:
+        journey, confidence, probabilistic = _probabilistic_journey(conversion, window_days, identity_id)
+        evidence.update(probabilistic)
+    evidence["clicks"] = [click.public_id for click in journey]
+    if not journey:
+        return journey, evidence, Conversion.Status.UNATTRIBUTED, None
+    return journey, evidence, Conversion.Status.ATTRIBUTED, confidence
+
+
 def conversion_attribute(*, conversion_id: int) -> Conversion:
     """Resolve who converted, collect their journey in the window, and store credits under every
     model. Idempotent: running it again replaces the credits with the same answer."""
@@ -427,24 +446,16 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
             identity_observe_fingerprint(identity=identity, fingerprint=conversion.fingerprint, seen_at=conversion.occurred_at)
         conversion = Conversion.objects.select_for_update().get(pk=conversion_id)
         first = conversion.status == Conversion.Status.PENDING
-        journey = _identity_journey(conversion, identity.id, prefs.window_days) if identity else []
-        evidence: dict = {"identifiers": [{"kind": kind, "value": value} for kind, value in keys]}
-        if journey:
-            confidence, method = _deterministic_confidence(conversion, journey)
-            evidence["method"] = method
-        else:
-            journey, confidence, probabilistic = _probabilistic_journey(conversion, prefs.window_days, identity.id if identity else None)
-            evidence.update(probabilistic)
-        evidence["clicks"] = [click.public_id for click in journey]
+        journey, evidence, status, confidence = _decide(
+            conversion,
+            _identity_journey(conversion, identity.id, prefs.window_days) if identity else [],
+            identifiers=[{"kind": kind, "value": value} for kind, value in keys],
+            window_days=prefs.window_days,
+            identity_id=identity.id if identity else None,
+        )
         conversion.identity = identity
-        conversion.evidence = evidence
+        conversion.evidence, conversion.status, conversion.confidence = evidence, status, confidence
         conversion.attributed_at = timezone.now()
-        if journey:
-            conversion.status = Conversion.Status.ATTRIBUTED
-            conversion.confidence = confidence
-        else:
-            conversion.status = Conversion.Status.UNATTRIBUTED
-            conversion.confidence = None
         conversion.save(update_fields=["identity", "evidence", "attributed_at", "status", "confidence"])
         _store_credits(conversion, journey, float(prefs.half_life_days), first=first)
         if conversion.status == Conversion.Status.ATTRIBUTED:
@@ -487,19 +498,16 @@ def conversions_reattribute(*, creator_id: int, conversion_ids: list[int]) -> li
         changed, new_credits, ledger = [], [], []
         now = timezone.now()
         for conversion in batch:
-            journey = [
-                click for click in clicks_of.get(conversion.identity_id, ())
-                if conversion.occurred_at - window <= click.occurred_at <= conversion.occurred_at
-            ]
-            evidence: dict = {"identifiers": (conversion.evidence or {}).get("identifiers", [])}
-            if journey:
-                confidence, evidence["method"] = _deterministic_confidence(conversion, journey)
-            else:
-                journey, confidence, probabilistic = _probabilistic_journey(conversion, prefs.window_days, conversion.identity_id)
-                evidence.update(probabilistic)
-            evidence["clicks"] = [click.public_id for click in journey]
-            status = Conversion.Status.ATTRIBUTED if journey else Conversion.Status.UNATTRIBUTED
-            confidence = confidence if journey else None
+            journey, evidence, status, confidence = _decide(
+                conversion,
+                [
+                    click for click in clicks_of.get(conversion.identity_id, ())
+                    if conversion.occurred_at - window <= click.occurred_at <= conversion.occurred_at
+                ],
+                identifiers=(conversion.evidence or {}).get("identifiers", []),
+                window_days=prefs.window_days,
+                identity_id=conversion.identity_id,
+            )
             rows = _credit_rows(conversion, journey, half_life)
             after = {(model, link_id): (weight, revenue) for model, link_id, weight, revenue in rows}
             before = old_credits.get(conversion.pk, {})
