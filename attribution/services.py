@@ -214,25 +214,44 @@ def _column_adapter(field):
     return None
 
 
-def _insert_clicks(rows: list[dict]) -> None:
-    """INSERT the rows, up to a thousand per statement, skipping click ids already stored.
+_INCOMING = "attribution_click_incoming"  # a temporary table of the flushing session
 
-    Written here from the model's own columns rather than through `bulk_create`, which prepared
-    every value of every row through the field API: about two thirds of the flusher's CPU when
-    profiled. The values in `rows` are already what the columns take.
+
+def _insert_clicks(rows: list[dict]) -> None:
+    """Store the rows, skipping click ids already stored.
+
+    On PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING (COPY itself cannot skip conflicts). COPY is what PostgreSQL and psycopg make for bulk loading: the values go out in C,
+    where a thousand-row VALUES statement had the driver parse tens of thousands of placeholders
+    on every batch (two thirds of the flusher's CPU when profiled) and the server parse it again.
+    Elsewhere (SQLite): multi-row INSERTs written from the model's own columns.
     """
     fields = [field for field in Click._meta.concrete_fields if not field.primary_key]
-    adapters = [(field.attname, _column_adapter(field)) for field in fields]
     quote = connection.ops.quote_name
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = min(1000, (connection.features.max_query_params or 65535) // len(fields))
-    head = f"INSERT INTO {quote(Click._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "  # noqa: S608 (the model's own names)
-    tail = f" ON CONFLICT ({quote(Click._meta.get_field('public_id').column)}) DO NOTHING"
+    table = quote(Click._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in fields)
+    conflict = f"ON CONFLICT ({quote(Click._meta.get_field('public_id').column)}) DO NOTHING"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One per session, created on its first flush and emptied after every use (a flush
+            # may run twice in one transaction), so the catalog sees no churn.
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA"  # noqa: S608
+            )
+            names = [field.attname for field in fields]
+            with cursor.cursor.copy(f"COPY {_INCOMING} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[name] for name in names])
+            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_INCOMING} {conflict}")  # noqa: S608
+            cursor.execute(f"TRUNCATE {_INCOMING}")
+            return
+        adapters = [(field.attname, _column_adapter(field)) for field in fields]
+        row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_statement = min(1000, (connection.features.max_query_params or 65535) // len(fields))
         for first in range(0, len(rows), per_statement):
             chunk = rows[first : first + per_statement]
             params = [adapt(row[name]) if adapt else row[name] for row in chunk for name, adapt in adapters]
-            cursor.execute(head + ", ".join([row_sql] * len(chunk)) + tail, params)
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([row_sql] * len(chunk)) + f" {conflict}", params)  # noqa: S608
 
 
 def clicks_store(*, payloads: list[dict]) -> int:
