@@ -4,6 +4,9 @@ Redis is never the only copy for long: the flusher moves clicks into PostgreSQL 
 when Redis does not answer the redirect writes the click to the database itself.
 """
 
+import os
+import threading
+
 import redis
 from django.conf import settings
 
@@ -19,3 +22,32 @@ def buffer_enabled() -> bool:
 
 def client() -> redis.Redis:
     return shared_redis()
+
+
+_hot = threading.local()
+
+
+def append(value: str) -> None:
+    """RPUSH one click onto the buffer, the redirect's only round trip.
+
+    Each thread keeps one connection of its own for this and sends the command on it directly,
+    past the pool's per-command checks and redis-py's retry, observability and response-callback
+    layers: about half the CPU of `client().rpush()` on the hot path. A failure drops the
+    connection and raises; the caller then writes the click to the database instead, and the next
+    append connects again.
+    """
+    pool = shared_redis().connection_pool
+    connection = getattr(_hot, "connection", None)
+    # A new one after a fork (never share a socket with the parent) or for another REDIS_URL.
+    if connection is None or _hot.pid != os.getpid() or _hot.pool is not pool:
+        if connection is not None and _hot.pid == os.getpid():
+            connection.disconnect()
+        connection = pool.make_connection()
+        _hot.connection, _hot.pid, _hot.pool = connection, os.getpid(), pool
+    try:
+        connection.send_command("RPUSH", CLICK_BUFFER_KEY, value)
+        connection.read_response()
+    except BaseException:
+        _hot.connection = None
+        connection.disconnect()
+        raise

@@ -106,7 +106,7 @@ def click_capture(*, payload: dict) -> None:
     when there is no Redis or it does not answer. Never raises for a Redis failure."""
     if buffer.buffer_enabled() and not redis_breaker.is_open:
         try:
-            buffer.client().rpush(buffer.CLICK_BUFFER_KEY, json.dumps(payload, separators=(",", ":")))
+            buffer.append(json.dumps(payload, separators=(",", ":")))
             return
         except Exception as error:  # Redis down or slow: fall through to the database
             redis_breaker.trip(error)

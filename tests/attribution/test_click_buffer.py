@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from allumi.core.breaker import redis_breaker
 from attribution import buffer
 from attribution.models import Click
 from attribution.services import clicks_flush, new_click_id
@@ -143,3 +144,19 @@ def test_an_unreadable_buffered_click_does_not_block_the_rest(client, link, redi
     assert Click.objects.count() == 1
     assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 0
 
+
+
+def test_a_redirect_whose_redis_connection_broke_stores_its_click_and_the_next_one_reconnects(client, link, redis_url):
+    _follow(client, link)  # opens this thread's buffer connection
+    buffer._hot.connection._sock.close()  # the socket dies under it (Redis restarted, say)
+
+    _follow(client, link)  # this click cannot reach Redis: written to the database instead
+    assert Click.objects.count() == 1
+    assert buffer._hot.connection is None
+    assert redis_breaker.is_open  # and Redis is left alone for a few seconds
+
+    redis_breaker.reset()  # those seconds pass
+    _follow(client, link)  # the next one is buffered on a new connection
+    assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 2
+    assert clicks_flush() == 2
+    assert Click.objects.count() == 3
