@@ -6,6 +6,7 @@ import os
 from celery import Celery
 from celery.signals import task_failure, task_prerun
 from celery.worker.consumer import Consumer
+from django.db import close_old_connections, connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "allumi.settings")
 
@@ -14,30 +15,25 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def _worker_connections(task):
-    """The worker's open database connections outside any transaction; none for eager tasks,
-    which run inside their caller's request or test and share its connection."""
-    from django.db import connections
-
-    if task is None or getattr(task.request, "is_eager", False):
-        return []
-    return [connection for connection in connections.all(initialized_only=True) if not connection.in_atomic_block]
+def _in_worker(task) -> bool:
+    """False for eager tasks: they run inside their caller's request or test, on its connection."""
+    return task is not None and not getattr(task.request, "is_eager", False)
 
 
 @task_prerun.connect
 def _database_checked(task=None, **kwargs):
     """With CELERY_DB_REUSE_MAX the worker keeps its connection between tasks: before each one,
     drop it if it is broken or older than CONN_MAX_AGE, as Django does between requests."""
-    for connection in _worker_connections(task):
-        connection.close_if_unusable_or_obsolete()
+    if _in_worker(task):
+        close_old_connections()
 
 
 @task_failure.connect
 def _database_dropped(sender=None, **kwargs):
     """A failed task may have been interrupted mid-query (a time limit): start the next one on a
     new connection."""
-    for connection in _worker_connections(sender):
-        connection.close()
+    if _in_worker(sender):
+        connections.close_all()
 
 
 class BrokerLossConsumer(Consumer):

@@ -4,6 +4,7 @@ Pure functions over (link id, click time) touches. Weights are exact decimals wi
 that sum to exactly 1; revenue is split in cents so that per-link revenue sums to the net amount.
 """
 
+import math
 from collections import OrderedDict
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -47,20 +48,10 @@ def touch_weights(model: str, times: list[datetime], converted_at: datetime, hal
     raise ValueError(f"unknown attribution model {model!r}")
 
 
-def _largest_remainder(shares: list[Fraction], total_units: int) -> list[int]:
-    """Integer units per share, summing to total_units, each within one unit of its exact value."""
-    exact = [share * total_units for share in shares]
-    units = [int(value) for value in exact]  # shares are non-negative: int() floors
-    short = total_units - sum(units)
-    by_remainder = sorted(range(len(shares)), key=lambda i: (exact[i] - units[i], -i), reverse=True)
-    for i in by_remainder[:short]:
-        units[i] += 1
-    return units
-
-
 def _apportion(numerators: list[int], total_units: int) -> list[int]:
-    """_largest_remainder() for shares numerator / sum(numerators), in integers only: the same
-    answer without building a Fraction per share (this runs for every conversion of a recompute)."""
+    """Integer units for shares numerator / sum(numerators), summing to total_units, each within one
+    unit of its exact value (largest remainder; ties to the earlier share). Integers only: this runs
+    for every conversion of a recompute."""
     denominator = sum(numerators)
     units, remainders = [], []
     for numerator in numerators:
@@ -73,6 +64,12 @@ def _apportion(numerators: list[int], total_units: int) -> list[int]:
         for i in by_remainder[:short]:
             units[i] += 1
     return units
+
+
+def _largest_remainder(shares: list[Fraction], total_units: int) -> list[int]:
+    """_apportion() for exact fractions: over their common denominator they are integers."""
+    denominator = math.lcm(*(share.denominator for share in shares))
+    return _apportion([share.numerator * (denominator // share.denominator) for share in shares], total_units)
 
 
 def _touch_numerators(model: str, n: int) -> list[int] | None:
@@ -122,11 +119,5 @@ def split_revenue(net: Decimal, weights: list[Decimal]) -> list[Decimal]:
     cents = int((net / CENT).to_integral_value(rounding=ROUND_FLOOR))
     if not weights:
         return []
-    if len(weights) == 1:
-        return [Decimal(cents) * CENT]
-    scaled = [weight.scaleb(WEIGHT_PLACES) for weight in weights]
-    if all(value == value.to_integral_value() for value in scaled):  # six places or fewer: integers suffice
-        units = _apportion([int(value) for value in scaled], cents)
-    else:
-        units = _largest_remainder([Fraction(weight) / sum(weights) for weight in weights], cents)
+    units = _largest_remainder([Fraction(weight) for weight in weights], cents)
     return [Decimal(unit) * CENT for unit in units]

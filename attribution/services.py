@@ -221,10 +221,10 @@ def _insert_clicks(rows: list[dict]) -> None:
     """Store the rows, skipping click ids already stored.
 
     On PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO
-    NOTHING (COPY itself cannot skip conflicts). COPY is what PostgreSQL and psycopg make for bulk loading: the values go out in C,
-    where a thousand-row VALUES statement had the driver parse tens of thousands of placeholders
-    on every batch (two thirds of the flusher's CPU when profiled) and the server parse it again.
-    Elsewhere (SQLite): multi-row INSERTs written from the model's own columns.
+    NOTHING (COPY itself cannot skip conflicts). COPY is PostgreSQL's and psycopg's way to load in
+    bulk: the values go out in C, where a thousand-row VALUES statement had the driver parse tens
+    of thousands of placeholders on every batch (two thirds of the flusher's CPU when profiled)
+    and the server parse it again. Elsewhere (SQLite): multi-row INSERTs from the model's columns.
     """
     fields = [field for field in Click._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
@@ -235,9 +235,7 @@ def _insert_clicks(rows: list[dict]) -> None:
         if connection.vendor == "postgresql":
             # One per session, created on its first flush and emptied after every use (a flush
             # may run twice in one transaction), so the catalog sees no churn.
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA"  # noqa: S608
-            )
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} AS SELECT {columns} FROM {table} WITH NO DATA")  # noqa: S608
             names = [field.attname for field in fields]
             with cursor.cursor.copy(f"COPY {_INCOMING} ({columns}) FROM STDIN") as copy:
                 for row in rows:

@@ -935,7 +935,6 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
-
 ATTRIBUTION_TABLES = (
     "attribution_conversion", "attribution_credit", "attribution_creditledger",
     "attribution_identity", "attribution_identifier", "attribution_identitymerge",
@@ -957,6 +956,7 @@ def vacuum_after_first_pass() -> None:
         for table in ATTRIBUTION_TABLES:
             cursor.execute(f"VACUUM ANALYZE {table}")
     print(f"autovacuum is off on this server: VACUUM ANALYZE of the attribution tables, as it would: {time.perf_counter() - t0:.1f} s")
+
 
 def first_pass(args, creator_id: int) -> dict:
     from attribution.conversions import conversion_attribute

@@ -568,7 +568,7 @@ def run_paced(*, args, port: int, path: str, prefix: Path, duration: float) -> d
             webhook_id, timestamp, signature, body = line.split(b"\t", 3)
             entries.append((webhook_id.decode(), timestamp.decode(), signature.decode(), body))
         files.append(entries)
-    latencies, statuses, errors = [], [], {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    latencies, statuses, errors = [], [], {"connect": 0, "timeout": 0}
     counts = {"received": 0, "duplicate": 0}
 
     def send(entry) -> None:
