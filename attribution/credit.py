@@ -66,10 +66,11 @@ def _apportion(numerators: list[int], total_units: int) -> list[int]:
     return units
 
 
-def _largest_remainder(shares: list[Fraction], total_units: int) -> list[int]:
-    """_apportion() for exact fractions: over their common denominator they are integers."""
-    denominator = math.lcm(*(share.denominator for share in shares))
-    return _apportion([share.numerator * (denominator // share.denominator) for share in shares], total_units)
+def _largest_remainder(shares: list[Fraction] | list[Decimal], total_units: int) -> list[int]:
+    """_apportion() for exact fractions or decimals: over their common denominator they are integers."""
+    ratios = [share.as_integer_ratio() for share in shares]
+    denominator = math.lcm(*(d for _, d in ratios))
+    return _apportion([n * (denominator // d) for n, d in ratios], total_units)
 
 
 def _touch_numerators(model: str, n: int) -> list[int] | None:
@@ -119,5 +120,5 @@ def split_revenue(net: Decimal, weights: list[Decimal]) -> list[Decimal]:
     cents = int((net / CENT).to_integral_value(rounding=ROUND_FLOOR))
     if not weights:
         return []
-    units = _largest_remainder([Fraction(weight) for weight in weights], cents)
+    units = _largest_remainder(weights, cents)
     return [Decimal(unit) * CENT for unit in units]
