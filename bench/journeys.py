@@ -57,7 +57,12 @@ re-attributes earlier conversions when later evidence ties identities together):
   never clicked       the person had no human click before converting
 Ceiling: the accuracy of an oracle that credits the true link whenever the class's signals reach it:
 the clicks the deterministic identity graph reaches, or (probabilistic) the clicks of the person's
-own browsers whose user agent, language and /24 match the conversion request's.
+own browsers whose user agent, language and /24 match the conversion request's, provided no other
+person could send that same signature (a browser with the same agent and language on a network
+they use: home, office, their phone's carrier): where look-alikes (a carrier NAT's popular phones,
+a household's shared model) share it, the signals point at several people equally and reach none
+of them, which is what keeps this ceiling well below 100%. The report also prints the looser ceiling
+that counts every own match, shared or not (an oracle that knows who converted).
 """
 
 from __future__ import annotations
@@ -1444,6 +1449,9 @@ class Scored:
     ceiling_last: bool
     ceiling_first: bool
     reachable: bool  # probabilistic: a click of theirs with matching signals
+    shared: bool = False  # ... whose signature other people's clicks carry too
+    loose_last: bool = False  # ceiling_last counting shared signatures as reached
+    loose_first: bool = False
     status: str = ""
     confidence: int | None = None
     top_last: int | None = None
@@ -1484,6 +1492,16 @@ def score(runner: Runner, listings: dict[str, list[dict]]) -> tuple[list[Scored]
             graph.find(key)
         for a, b in zip(keys, keys[1:], strict=False):
             graph.union(a, b)
+    # who could send each (user agent, language, /24) signature: every browser of every person, on
+    # every network its device uses
+    senders = defaultdict(set)
+    for person in runner.world.people:
+        for device in person.devices:
+            ips = {"work": [person.office_ip], "home": [person.home_ip]}.get(device.kind)
+            ips = ips or [person.home_ip, f"{device.carrier}.1"]
+            for browser in (device.main, *device.in_apps.values()):
+                for ip in ips:
+                    senders[(browser.user_agent, browser.accept_language, runner._network(ip))].add(person.index)
     visitors_of_root = defaultdict(set)
     for node in list(graph.parent):
         if node[0] == "v":
@@ -1503,7 +1521,7 @@ def score(runner: Runner, listings: dict[str, list[dict]]) -> tuple[list[Scored]
         reached_visitors = set().union(*(visitors_of_root[root] for root in roots)) if roots else set()
 
         deterministic = [c for c in truth if c.visitor in reached_visitors]
-        reachable = False
+        reachable = shared = loose_last = loose_first = False
         if not truth:
             klass, ceiling_last, ceiling_first = "never clicked", False, False
         elif deterministic:
@@ -1530,9 +1548,16 @@ def score(runner: Runner, listings: dict[str, list[dict]]) -> tuple[list[Scored]
                         {c for v in matched for c in clicks_by_visitor.get(v, []) if c.day <= record.day},
                         key=lambda c: c.order,
                     )
-                    ceiling_last = oracle[-1].link_id == true_last
-                    ceiling_first = oracle[0].link_id == true_first
-        item = Scored(record, klass, truth_links, true_first, true_last, ceiling_last, ceiling_first, reachable)
+                    loose_last = oracle[-1].link_id == true_last
+                    loose_first = oracle[0].link_id == true_first
+                    shared = bool(senders[(ua, al, network)] - {record.person})
+                    ceiling_last, ceiling_first = loose_last and not shared, loose_first and not shared
+        if klass == "deterministic":
+            loose_last, loose_first = ceiling_last, ceiling_first
+        item = Scored(
+            record, klass, truth_links, true_first, true_last, ceiling_last, ceiling_first, reachable,
+            shared, loose_last, loose_first,
+        )
         row_id = record.server_id
         for model, rows in answers.items():
             row = rows.get(row_id) if row_id is not None else None
@@ -1693,10 +1718,15 @@ def report(args, runner: Runner, scored: list[Scored], extra: dict, context: dic
     reachable = [i for i in prob if i.reachable]
     line, _ = class_line("  signals match", reachable)
     print(line)
+    line, _ = class_line("    theirs alone", [i for i in reachable if not i.shared])
+    print(line)
+    line, _ = class_line("    look-alikes too", [i for i in reachable if i.shared])
+    print(line)
     line, _ = class_line("  no matching signal", [i for i in prob if not i.reachable])
     print(line)
     print(
-        '  ("signals match": a browser request whose user agent, language and /24 match a click of the person\'s own)'
+        '  ("signals match": a browser request whose user agent, language and /24 match a click of the person\'s own;'
+        ' "theirs alone": no one else could send that signature, the only matches the ceiling counts)'
     )
 
     print()
@@ -1772,6 +1802,8 @@ def report(args, runner: Runner, scored: list[Scored], extra: dict, context: dic
         )
 
     det, prb = summary["deterministic"], summary["probabilistic only"]
+    prob_items = [i for i in scored if i.klass == "probabilistic only"]
+    loose_ceil = pct(sum(1 for i in prob_items if i.loose_last), len(prob_items))
     targets = []
 
     def target(label: str, value: str, ok: bool | None):
@@ -1789,10 +1821,18 @@ def report(args, runner: Runner, scored: list[Scored], extra: dict, context: dic
         f"{fmt(det['acc_first'], 0)}% vs {fmt(det['ceil_first'], 0)}%",
         None if gap_first is None else gap_first <= TARGET_DETERMINISTIC_GAP,
     )
+    # Only right answers the signals could reach count against the ceiling: a right guess among
+    # look-alikes is luck, shown beside it but not counted.
+    reached = [i for i in prob_items if i.ceiling_last]
+    right_reached = sum(1 for i in reached if i.top_last == i.true_last)
+    right_lucky = sum(1 for i in prob_items if not i.ceiling_last and i.top_last is not None and i.top_last == i.true_last)
+    rel_reached = pct(right_reached, len(reached))
     target(
         f"probabilistic, last touch, >= {TARGET_PROBABILISTIC_RELATIVE:.0f}% of ceiling",
-        f"{fmt(prb['rel_last'], 0)}% ({fmt(prb['acc_last'], 0)}% of a {fmt(prb['ceil_last'], 0)}% ceiling)",
-        None if prb["rel_last"] is None else prb["rel_last"] >= TARGET_PROBABILISTIC_RELATIVE,
+        f"{fmt(rel_reached, 0)}% ({right_reached} right of the {len(reached)} the ceiling reaches; {right_lucky} more"
+        f" right among look-alikes, not counted; {fmt(pct(prb['acc_last'], loose_ceil), 0)}% of the"
+        f" {fmt(loose_ceil, 0)}% ceiling that counts look-alike matches)",
+        None if rel_reached is None else rel_reached >= TARGET_PROBABILISTIC_RELATIVE,
     )
     worst_w = max((v[0] or 0) for v in false_by_model.values())
     worst_r = max((v[1] or 0) for v in false_by_model.values())
@@ -1851,6 +1891,7 @@ def dump(path: Path, scored: list[Scored], world: World) -> None:
                 "external_id": r.external_id,
                 "class": item.klass,
                 "reachable": item.reachable,
+                "shared": item.shared,
                 "sent": {
                     "cookie_visitor": r.cookie_visitor,
                     "click_id": r.click_id,
