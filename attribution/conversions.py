@@ -277,6 +277,20 @@ def _network_visitors(conversion: Conversion, since: datetime, enough: int) -> i
         return db.fetchone()[0]
 
 
+_PERSONAL = (Identifier.Kind.EMAIL, Identifier.Kind.WHOP_USER)
+
+
+def _fingerprint_people(creator_id: int, fingerprint: str, identity_id: int | None) -> list[int]:
+    """Identities other than `identity_id`, each known by an email or a Whop user id (so each a
+    distinct person), that converted from a browser with this fingerprint: people who evidently
+    send the very signals a fingerprint match rests on, a household's shared phone for one."""
+    owners = Identifier.objects.filter(creator_id=creator_id, kind=Identifier.Kind.FINGERPRINT, value=fingerprint)
+    if identity_id is not None:
+        owners = owners.exclude(identity_id=identity_id)
+    owners = owners.filter(identity__identifiers__kind__in=_PERSONAL)
+    return sorted(set(owners.values_list("identity_id", flat=True)))
+
+
 def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id: int | None) -> tuple[list[Click], int, dict]:
     """The clicks of the one visitor whose signals match the conversion's, with a confidence.
 
@@ -312,10 +326,13 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
     expected_lookalikes = max(network_visitors - 1, 0) * agent_share
     # Several lookalike visitors: the most recent one is the likeliest converter.
     best = visitors[0]
-    confidence = ceiling / (len(visitors) + expected_lookalikes)
-    if not best["same_address"]:
-        confidence *= SUBNET_ONLY_FACTOR
-    confidence = round(confidence)
+    factor = 1.0 if best["same_address"] else SUBNET_ONLY_FACTOR
+    others = len(visitors) + expected_lookalikes
+    known_people = 0
+    if method == "fingerprint" and ceiling * factor / others >= CONFIDENCE_FLOOR - 0.5:
+        # Other known people converting from this fingerprint could each have made the click.
+        known_people = len(_fingerprint_people(conversion.creator_id, conversion.fingerprint, identity_id))
+    confidence = round(ceiling * factor / (others + known_people))
     evidence = {
         "method": method,
         "matching_visitors": len(visitors),
@@ -323,6 +340,8 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
         "device_share": round(agent_share, 4),
         "same_address": bool(best["same_address"]),
     }
+    if known_people:
+        evidence["fingerprint_people"] = known_people
     if confidence < CONFIDENCE_FLOOR:
         evidence["rejected"] = f"confidence {confidence} below {CONFIDENCE_FLOOR}"
         return [], 0, evidence
@@ -464,7 +483,25 @@ def conversion_attribute(*, conversion_id: int) -> Conversion:
             # Late evidence: the identity's other conversions may now have a longer journey.
             touched = Conversion.objects.filter(identity=identity).exclude(pk=conversion.pk).values_list("id", flat=True)
             conversions_enqueue_attribution(list(touched))
+        if first and identity and conversion.fingerprint and any(kind in _PERSONAL for kind, _ in keys):
+            # Late evidence: a known person now shares this fingerprint, so other people's matches
+            # on it were weighed without them. (Only from a first attribution: re-attributing those
+            # must not send this one back again.)
+            conversions_enqueue_attribution(_fingerprint_matches_of_others(conversion, identity.id))
     return conversion
+
+
+def _fingerprint_matches_of_others(conversion: Conversion, identity_id: int) -> list[int]:
+    """Attributed conversions of other known people credited through this conversion's fingerprint."""
+    people = _fingerprint_people(conversion.creator_id, conversion.fingerprint, identity_id)
+    if not people:
+        return []
+    return list(
+        Conversion.objects.filter(
+            creator_id=conversion.creator_id, identity_id__in=people, fingerprint=conversion.fingerprint,
+            status=Conversion.Status.ATTRIBUTED, evidence__method="fingerprint",
+        ).values_list("id", flat=True)
+    )
 
 
 def conversions_reattribute(*, creator_id: int, conversion_ids: list[int]) -> list[int]:

@@ -24,7 +24,7 @@ from attribution.conversions import (
 )
 from attribution.credit import MODELS
 from attribution.identities import identity_merge_revert
-from attribution.models import Click, Conversion, Credit, Identifier, Identity, IdentityMerge
+from attribution.models import Click, Conversion, Credit, CreditLedger, Identifier, Identity, IdentityMerge
 from attribution.services import click_payload, clicks_store, new_click_id, new_visitor_id, visitor_cookie_value
 from links.services import link_create
 
@@ -544,6 +544,49 @@ def test_a_lookalike_whose_cookie_belongs_to_someone_with_another_email_is_not_c
     assert conversion.status == Conversion.Status.UNATTRIBUTED
     assert conversion.evidence["rejected"] == "the matching visitor belongs to another known person"
     assert not conversion.credits.exists()
+
+
+def test_a_second_known_person_on_a_fingerprint_withdraws_both_matches_on_it(
+    alice, links, publishable_key, django_capture_on_commit_callbacks
+):
+    """Two housemates with the same phone at the same address: whoever clicked, the fingerprint
+    cannot say which of them it was once both are known to buy from it."""
+    now = _now()
+    _click(links[0], at=now - timedelta(hours=5), visitor_id=new_visitor_id())
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _browser_track(publishable_key, {"event": "purchase", "amount": "40.00", "email": "ann@example.org"})
+    ann = Conversion.objects.get(pk=first.json()["id"])
+    assert ann.status == Conversion.Status.ATTRIBUTED and 25 <= ann.confidence <= 48
+    assert "fingerprint_people" not in ann.evidence
+
+    with django_capture_on_commit_callbacks(execute=True):
+        second = _browser_track(publishable_key, {"event": "purchase", "amount": "30.00", "email": "ben@example.org"})
+
+    ben = Conversion.objects.get(pk=second.json()["id"])
+    assert ben.status == Conversion.Status.UNATTRIBUTED
+    assert ben.evidence["fingerprint_people"] == 1 and "below" in ben.evidence["rejected"]
+    # Late evidence: Ann's earlier match was weighed before Ben was known, and is taken back.
+    ann.refresh_from_db()
+    assert ann.status == Conversion.Status.UNATTRIBUTED
+    assert ann.evidence["fingerprint_people"] == 1
+    assert not ann.credits.exists()
+    assert sum(CreditLedger.objects.filter(model="linear").values_list("revenue", flat=True)) == 0
+
+
+def test_the_same_person_buying_twice_from_a_fingerprint_is_not_their_own_lookalike(
+    alice, links, publishable_key, django_capture_on_commit_callbacks
+):
+    now = _now()
+    click = _click(links[0], at=now - timedelta(hours=5), visitor_id=new_visitor_id())
+    answers = []
+    for event in ("signup", "purchase"):
+        with django_capture_on_commit_callbacks(execute=True):
+            answers.append(_browser_track(publishable_key, {"event": event, "email": "ann@example.org"}).json()["id"])
+
+    for conversion in Conversion.objects.filter(pk__in=answers):
+        assert conversion.status == Conversion.Status.ATTRIBUTED
+        assert conversion.evidence["clicks"] == [click.public_id]
+        assert "fingerprint_people" not in conversion.evidence
 
 
 def test_a_match_on_the_network_but_not_the_address_counts_for_less(alice, links, publishable_key, django_capture_on_commit_callbacks):
