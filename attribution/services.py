@@ -22,6 +22,7 @@ from attribution.enrich import (
     referrer_domain,
 )
 from attribution.models import Click
+from links.models import Link
 
 logger = logging.getLogger(__name__)
 
@@ -252,10 +253,22 @@ def _insert_clicks(rows: list[dict]) -> None:
             cursor.execute(f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([row_sql] * len(chunk)) + f" {conflict}", params)  # noqa: S608
 
 
+def _rows_of_existing_links(rows: list[dict]) -> list[dict]:
+    """The rows whose link still exists, with its creator. A link deleted while its clicks waited in
+    the buffer (from the admin, or with its creator's account) can no longer take them, and one
+    such row would fail the foreign keys of its whole batch at every flush, holding every click
+    behind it in the buffer."""
+    owners = dict(Link.objects.filter(pk__in={row["link_id"] for row in rows}).values_list("id", "creator_id"))
+    kept = [row for row in rows if owners.get(row["link_id"]) == row["creator_id"]]
+    if len(kept) < len(rows):
+        logger.warning("dropping %d buffered clicks of deleted links", len(rows) - len(kept))
+    return kept
+
+
 def clicks_store(*, payloads: list[dict]) -> int:
     """Write buffered clicks to the database. Safe to repeat: a click id already stored is skipped,
     so a flusher that dies after inserting and before trimming the buffer loses and doubles nothing."""
-    rows = [_click_row(payload) for payload in payloads]
+    rows = _rows_of_existing_links([_click_row(payload) for payload in payloads])
     _mark_unique(rows)
     with transaction.atomic():
         _insert_clicks(rows)
@@ -293,7 +306,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
                     payloads.append(json.loads(item))
                 except ValueError:
                     logger.error("dropping an unreadable buffered click: %r", item[:200])
-            clicks_store(payloads=payloads)
+            written = clicks_store(payloads=payloads)
             if not lock.owned():
                 # Our lock expired and another flusher may be trimming: stop without touching the
                 # buffer; the rows just written are skipped when that batch is read again.
@@ -302,7 +315,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
             redis_client.ltrim(buffer.CLICK_BUFFER_KEY, len(raw), -1)
             lock.extend(settings.CLICK_FLUSH_LOCK_TIMEOUT, replace_ttl=True)
             taken += len(raw)
-            stored += len(payloads)
+            stored += written
             batches += 1
     finally:
         with contextlib.suppress(redis.exceptions.LockError):  # expired already: nothing to release

@@ -146,6 +146,17 @@ def test_an_unreadable_buffered_click_does_not_block_the_rest(client, link, redi
 
 
 
+def test_buffered_clicks_of_a_link_deleted_meanwhile_do_not_block_the_others(client, alice, link, redis_url):
+    doomed = link_create(creator=alice, url="https://shop.example/gone")
+    _follow(client, doomed)
+    _follow(client, link, times=2)
+    doomed.delete()  # no stored click protects it yet
+
+    assert clicks_flush() == 2
+    assert list(Click.objects.values_list("link_id", flat=True)) == [link.id, link.id]
+    assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 0
+
+
 def test_a_redirect_whose_redis_connection_broke_stores_its_click_and_the_next_one_reconnects(client, link, redis_url):
     _follow(client, link)  # opens this thread's buffer connection
     buffer._hot.connection._sock.close()  # the socket dies under it (Redis restarted, say)
