@@ -253,22 +253,10 @@ def _insert_clicks(rows: list[dict]) -> None:
             cursor.execute(f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([row_sql] * len(chunk)) + f" {conflict}", params)  # noqa: S608
 
 
-def _rows_of_existing_links(rows: list[dict]) -> list[dict]:
-    """The rows whose link still exists, with its creator. A link deleted while its clicks waited in
-    the buffer (from the admin, or with its creator's account) can no longer take them, and one
-    such row would fail the foreign keys of its whole batch at every flush, holding every click
-    behind it in the buffer."""
-    owners = dict(Link.objects.filter(pk__in={row["link_id"] for row in rows}).values_list("id", "creator_id"))
-    kept = [row for row in rows if owners.get(row["link_id"]) == row["creator_id"]]
-    if len(kept) < len(rows):
-        logger.warning("dropping %d buffered clicks of deleted links", len(rows) - len(kept))
-    return kept
-
-
 def clicks_store(*, payloads: list[dict]) -> int:
     """Write buffered clicks to the database. Safe to repeat: a click id already stored is skipped,
     so a flusher that dies after inserting and before trimming the buffer loses and doubles nothing."""
-    rows = _rows_of_existing_links([_click_row(payload) for payload in payloads])
+    rows = [_click_row(payload) for payload in payloads]
     _mark_unique(rows)
     with transaction.atomic():
         _insert_clicks(rows)
@@ -276,6 +264,18 @@ def clicks_store(*, payloads: list[dict]) -> int:
     clicks_recorded.labels(kind="bot").inc(bots)
     clicks_recorded.labels(kind="human").inc(len(rows) - bots)
     return len(rows)
+
+
+def _of_existing_links(payloads: list[dict]) -> list[dict]:
+    """The buffered clicks whose link still exists, with its creator. A link deleted while its
+    clicks waited in the buffer (from the admin, or with its creator's account) can no longer take
+    them, and one such click would fail the foreign keys of its whole batch at every flush, holding
+    every click behind it in the buffer. (A click the redirect writes itself has just read its link.)"""
+    owners = dict(Link.objects.filter(pk__in={payload["link"] for payload in payloads}).values_list("id", "creator_id"))
+    kept = [payload for payload in payloads if owners.get(payload["link"]) == payload["creator"]]
+    if len(kept) < len(payloads):
+        logger.warning("dropping %d buffered clicks of deleted links", len(payloads) - len(kept))
+    return kept
 
 
 def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
@@ -306,7 +306,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
                     payloads.append(json.loads(item))
                 except ValueError:
                     logger.error("dropping an unreadable buffered click: %r", item[:200])
-            written = clicks_store(payloads=payloads)
+            written = clicks_store(payloads=_of_existing_links(payloads))
             if not lock.owned():
                 # Our lock expired and another flusher may be trimming: stop without touching the
                 # buffer; the rows just written are skipped when that batch is read again.
