@@ -191,15 +191,18 @@ def _deterministic_confidence(conversion: Conversion, journey: list[Click]) -> t
     return CONFIDENCE_LINKED_IDENTITY, "linked_identity"
 
 
+# Identifiers that name one person: two identities holding different ones are two people.
+_PERSONAL = (Identifier.Kind.EMAIL, Identifier.Kind.WHOP_USER)
+
+
 def _owned_by_someone_else(visitor_id: str, identity_id: int | None, creator_id: int) -> bool:
     """True when the visitor's cookie belongs to an identity with another email or Whop user than
     the converting identity: deterministic evidence keeps those two people apart."""
     owner = Identifier.objects.filter(creator_id=creator_id, kind=Identifier.Kind.VISITOR, value=visitor_id).values_list("identity_id", flat=True).first()
     if owner is None or identity_id is None or owner == identity_id:
         return False
-    personal = (Identifier.Kind.EMAIL, Identifier.Kind.WHOP_USER)
-    theirs = set(Identifier.objects.filter(identity_id=owner, kind__in=personal).values_list("kind", "value"))
-    ours = set(Identifier.objects.filter(identity_id=identity_id, kind__in=personal).values_list("kind", "value"))
+    theirs = set(Identifier.objects.filter(identity_id=owner, kind__in=_PERSONAL).values_list("kind", "value"))
+    ours = set(Identifier.objects.filter(identity_id=identity_id, kind__in=_PERSONAL).values_list("kind", "value"))
     return bool(theirs) and bool(ours) and not (theirs & ours)
 
 
@@ -282,9 +285,6 @@ def _network_visitors(conversion: Conversion, since: datetime, enough: int) -> i
         return db.fetchone()[0]
 
 
-_PERSONAL = (Identifier.Kind.EMAIL, Identifier.Kind.WHOP_USER)
-
-
 def _fingerprint_people(creator_id: int, fingerprint: str, identity_id: int | None) -> list[int]:
     """Identities other than `identity_id`, each known by an email or a Whop user id (so each a
     distinct person), that converted from a browser with this fingerprint: people who evidently
@@ -293,7 +293,7 @@ def _fingerprint_people(creator_id: int, fingerprint: str, identity_id: int | No
     if identity_id is not None:
         owners = owners.exclude(identity_id=identity_id)
     owners = owners.filter(identity__identifiers__kind__in=_PERSONAL)
-    return sorted(set(owners.values_list("identity_id", flat=True)))
+    return list(owners.values_list("identity_id", flat=True).distinct())
 
 
 def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id: int | None) -> tuple[list[Click], int, dict]:
@@ -333,11 +333,12 @@ def _probabilistic_journey(conversion: Conversion, window_days: int, identity_id
     best = visitors[0]
     factor = 1.0 if best["same_address"] else SUBNET_ONLY_FACTOR
     others = len(visitors) + expected_lookalikes
+    confidence = round(ceiling * factor / others)
     known_people = 0
-    if method == "fingerprint" and ceiling * factor / others >= CONFIDENCE_FLOOR - 0.5:
+    if method == "fingerprint" and confidence >= CONFIDENCE_FLOOR:  # (below it, no count changes the answer)
         # Other known people converting from this fingerprint could each have made the click.
         known_people = len(_fingerprint_people(conversion.creator_id, conversion.fingerprint, identity_id))
-    confidence = round(ceiling * factor / (others + known_people))
+        confidence = round(ceiling * factor / (others + known_people))
     evidence = {
         "method": method,
         "matching_visitors": len(visitors),
