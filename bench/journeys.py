@@ -1497,11 +1497,15 @@ def score(runner: Runner, listings: dict[str, list[dict]]) -> tuple[list[Scored]
     senders = defaultdict(set)
     for person in runner.world.people:
         for device in person.devices:
-            ips = {"work": [person.office_ip], "home": [person.home_ip]}.get(device.kind)
-            ips = ips or [person.home_ip, f"{device.carrier}.1"]
+            if device.kind == "work":
+                networks = [runner._network(person.office_ip)]
+            elif device.kind == "home":
+                networks = [runner._network(person.home_ip)]
+            else:  # a phone: home Wi-Fi or its carrier's NAT /24
+                networks = [runner._network(person.home_ip), f"{device.carrier}.0/24"]
             for browser in (device.main, *device.in_apps.values()):
-                for ip in ips:
-                    senders[(browser.user_agent, browser.accept_language, runner._network(ip))].add(person.index)
+                for network in networks:
+                    senders[(browser.user_agent, browser.accept_language, network)].add(person.index)
     visitors_of_root = defaultdict(set)
     for node in list(graph.parent):
         if node[0] == "v":

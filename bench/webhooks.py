@@ -1002,7 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, children: Children, workdir: Path) -> int:
     if args.connections < 1 or args.threads < 1 or args.duration < 1 or args.warmup < 0 or args.rate < 0:
-        raise BenchError("--connections, --threads and --duration must be positive")
+        raise BenchError("--connections, --threads and --duration must be positive, --warmup and --rate not negative")
     if args.threads > args.connections or args.connections % args.threads:
         raise BenchError("--connections must be a multiple of --threads (wrk gives each thread connections / threads)")
     if args.duration > MAX_DURATION:
@@ -1092,13 +1092,18 @@ def run(args, children: Children, workdir: Path) -> int:
     lua = workdir / "webhooks.lua"
     lua.write_text(LUA_SCRIPT % {"user_agent": USER_AGENT})
 
+    def drive(prefix: Path, duration: float) -> dict:
+        """Send the deliveries written under `prefix`: open loop with --rate, else wrk back to back."""
+        if args.rate:
+            return run_paced(args=args, port=port, path=path, prefix=prefix, duration=duration)
+        return run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=prefix, duration=duration)
+
     # 4. warm-up (its deliveries count: they are stored and checked like the others)
     estimate_rps = 1500.0
     if args.warmup > 0:
         warm = Plan.build(factory, threads=args.threads, per_thread=max(200, int(args.warmup * 2000 / args.threads)), duplicates=args.duplicates)
         warm.write(workdir / "warmup-", secret)
-        result = (run_paced(args=args, port=port, path=path, prefix=workdir / "warmup-", duration=args.warmup) if args.rate
-                  else run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=workdir / "warmup-", duration=args.warmup))
+        result = drive(workdir / "warmup-", args.warmup)
         sent.extend(warm.sent(result["threads"]))
         estimate_rps = max(result["rps"], 50.0)
         expected = len({webhook_id for webhook_id, _, _ in sent})
@@ -1134,8 +1139,7 @@ def run(args, children: Children, workdir: Path) -> int:
     database_before = database_activity()
     print(f"run: POST {path.rsplit('/', 1)[0]}/<token> for {args.duration:.0f}s ...", flush=True)
     with CpuMeter({"gunicorn": gunicorn, "celery": celery}) as meter, WaitSampler(args.database_url) as waits:
-        result = (run_paced(args=args, port=port, path=path, prefix=workdir / "run-", duration=args.duration) if args.rate
-                  else run_wrk(children, env, args=args, port=port, path=path, lua=lua, prefix=workdir / "run-", duration=args.duration))
+        result = drive(workdir / "run-", args.duration)
     run_sent = plan.sent(result["threads"])
     queue_at_stop = redis.llen("celery")
     if args.show_wrk:

@@ -145,7 +145,6 @@ def test_an_unreadable_buffered_click_does_not_block_the_rest(client, link, redi
     assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 0
 
 
-
 def test_buffered_clicks_of_a_link_deleted_meanwhile_do_not_block_the_others(client, alice, link, redis_url):
     doomed = link_create(creator=alice, url="https://shop.example/gone")
     _follow(client, doomed)

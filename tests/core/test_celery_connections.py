@@ -22,10 +22,6 @@ class _Task:
         self.request = SimpleNamespace(is_eager=eager)
 
 
-def _task(*, eager: bool):
-    return _Task(eager=eager)
-
-
 def _send_prerun(task):
     task_prerun.send(sender=task, task_id="t-1", task=task, args=(), kwargs={})
 
@@ -39,7 +35,7 @@ def test_a_task_starts_on_the_connection_the_last_one_used(monkeypatch):
     monkeypatch.setattr(connection, "close_at", time.monotonic() + 60)  # as CONN_MAX_AGE=60 sets it
     before = connection.connection
 
-    _send_prerun(_task(eager=False))
+    _send_prerun(_Task(eager=False))
 
     assert connection.connection is before
 
@@ -48,7 +44,7 @@ def test_a_connection_older_than_its_max_age_is_replaced_before_the_next_task(mo
     connection.ensure_connection()
     monkeypatch.setattr(connection, "close_at", 0.0)  # obsolete: past CONN_MAX_AGE
 
-    _send_prerun(_task(eager=False))
+    _send_prerun(_Task(eager=False))
 
     assert connection.connection is None  # closed; the task's first query opens a new one
 
@@ -56,7 +52,7 @@ def test_a_connection_older_than_its_max_age_is_replaced_before_the_next_task(mo
 def test_a_failed_task_leaves_no_connection_behind():
     connection.ensure_connection()
 
-    task_failure.send(sender=_task(eager=False), task_id="t-1", exception=RuntimeError("interrupted"), args=(), kwargs={})
+    task_failure.send(sender=_Task(eager=False), task_id="t-1", exception=RuntimeError("interrupted"), args=(), kwargs={})
 
     assert connection.connection is None
     connection.ensure_connection()  # and the next task gets a working one
@@ -69,6 +65,6 @@ def test_eager_tasks_never_touch_their_callers_connection():
     connection.ensure_connection()
     before = connection.connection
 
-    task_failure.send(sender=_task(eager=True), task_id="t-1", exception=RuntimeError("boom"), args=(), kwargs={})
+    task_failure.send(sender=_Task(eager=True), task_id="t-1", exception=RuntimeError("boom"), args=(), kwargs={})
 
     assert connection.connection is before
