@@ -33,3 +33,10 @@ def post_worker_init(worker):
 
     worker.log.info("link cache: %d entries loaded", link_cache_warm())
 
+
+def worker_exit(server, worker):
+    """Ship the clicks this worker has spooled before it goes (a worker that dies unannounced
+    leaves its spool file to the others, which adopt it)."""
+    from attribution.services import click_spool_close
+
+    click_spool_close()

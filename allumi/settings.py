@@ -7,6 +7,7 @@ Every variable is listed with a comment in `.env.example`. A bad value fails at 
 import ipaddress
 import os
 import re
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -256,6 +257,11 @@ INTEGRATIONS_ALLOW_PRIVATE_TARGETS = False
 # that every process checks once a second, so edits reach all workers within about a second.
 LINK_CACHE_LOCAL_TTL = env_float("LINK_CACHE_LOCAL_TTL", 300.0)
 LINK_CACHE_SHARED_TTL = env_int("LINK_CACHE_SHARED_TTL", 300, minimum=1)
+# Where each web process spools the clicks it captures before shipping them to the Redis buffer
+# (attribution/spool.py), every CLICK_SPOOL_INTERVAL seconds. Empty: every click goes to Redis
+# from the redirect itself, a round trip per request. A local directory of the web machine.
+CLICK_SPOOL_DIR = env_str("CLICK_SPOOL_DIR", str(Path(tempfile.gettempdir()) / "allumi-clicks"))
+CLICK_SPOOL_INTERVAL = env_float("CLICK_SPOOL_INTERVAL", 0.2)
 CLICK_FLUSH_BATCH_SIZE = env_int("CLICK_FLUSH_BATCH_SIZE", 2000, minimum=1)
 # A flusher that dies keeps the buffer locked this long; each batch renews the lock.
 CLICK_FLUSH_LOCK_TIMEOUT = env_int("CLICK_FLUSH_LOCK_TIMEOUT", 30, minimum=1)

@@ -1,7 +1,8 @@
-"""The durable click buffer: a Redis list that the redirect appends to and a flusher drains.
+"""The durable click buffer: a Redis list that the web processes' click spools (or, without a
+spool, the redirect itself) append to and a flusher drains.
 
 Redis is never the only copy for long: the flusher moves clicks into PostgreSQL every second, and
-when Redis does not answer the redirect writes the click to the database itself.
+when Redis does not answer the clicks are written to the database directly.
 """
 
 import os
@@ -51,3 +52,11 @@ def append(value: str) -> None:
         _hot.connection = None
         connection.disconnect()
         raise
+
+
+def append_many(values: list[bytes], *, chunk: int = 1000) -> None:
+    """RPUSH a batch of clicks (a spool shipment) in one transaction: all of them or none."""
+    with client().pipeline(transaction=True) as pipe:
+        for first in range(0, len(values), chunk):
+            pipe.rpush(CLICK_BUFFER_KEY, *values[first : first + chunk])
+        pipe.execute()

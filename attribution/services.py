@@ -12,7 +12,7 @@ from django.db import connection, models, transaction
 from allumi.core.breaker import redis_breaker
 from allumi.core.client_ip import client_ip, network_prefix
 from allumi.core.metrics import clicks_recorded
-from attribution import buffer
+from attribution import buffer, spool
 from attribution.enrich import (
     bot_reason,
     country_for_ip,
@@ -103,15 +103,61 @@ def click_payload(*, request, link_id: int, creator_id: int, click_id: str, visi
 
 
 def click_capture(*, payload: dict) -> None:
-    """Make one click durable: appended to the Redis buffer, or written to the database directly
-    when there is no Redis or it does not answer. Never raises for a Redis failure."""
+    """Make one click durable: appended to this process's spool file (shipped to the Redis buffer
+    in batches), or to the Redis buffer directly where there is no spool, or written to the
+    database when there is no Redis or it does not answer. Never raises for a Redis failure."""
+    line = json.dumps(payload, separators=(",", ":"))
+    click_spool = _click_spool()
+    if click_spool is not None:
+        try:
+            click_spool.append(line)
+            return
+        except OSError as error:  # a full or unwritable disk: store this click the other way
+            logger.error("click spool unusable (%r); writing the click directly", error)
     if buffer.buffer_enabled() and not redis_breaker.is_open:
         try:
-            buffer.append(json.dumps(payload, separators=(",", ":")))
+            buffer.append(line)
             return
         except Exception as error:  # Redis down or slow: fall through to the database
             redis_breaker.trip(error)
     clicks_store(payloads=[payload])
+
+
+_spools: dict[str, spool.ClickSpool] = {}
+
+
+def _click_spool() -> spool.ClickSpool | None:
+    """This process's click spool, when clicks are buffered and CLICK_SPOOL_DIR names a directory."""
+    directory = settings.CLICK_SPOOL_DIR
+    if not directory or not buffer.buffer_enabled():
+        return None
+    if directory not in _spools:
+        _spools[directory] = spool.ClickSpool(directory, deliver=_deliver_spooled, interval=settings.CLICK_SPOOL_INTERVAL)
+    return _spools[directory]
+
+
+def click_spool_close() -> None:
+    """Ship what this process has spooled and stop its spool (gunicorn's worker_exit)."""
+    for click_spool in _spools.values():
+        click_spool.close()
+
+
+def _deliver_spooled(lines: list[bytes]) -> None:
+    """A spool shipment: into the Redis buffer in one transaction, or, when Redis does not answer,
+    straight into the database. Raises when neither takes it (the spool then keeps it)."""
+    if not redis_breaker.is_open:
+        try:
+            buffer.append_many(lines)
+            return
+        except Exception as error:
+            redis_breaker.trip(error)
+    payloads = []
+    for line in lines:
+        try:
+            payloads.append(json.loads(line))
+        except ValueError:
+            logger.error("dropping an unreadable spooled click: %r", line[:200])
+    clicks_store(payloads=_of_existing_links(payloads))
 
 
 def request_signals(request) -> dict:

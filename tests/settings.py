@@ -9,6 +9,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 ROLLUP_SETTLE_SECONDS = 0
+# Redirects write to the Redis buffer directly, so a test sees its clicks there at once; the spool
+# has its own tests (tests/attribution/test_click_spool.py).
+CLICK_SPOOL_DIR = ""
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 
