@@ -46,11 +46,13 @@ def test_flushing_twice_stores_each_click_once(client, link, redis_url):
     raw = buffer.client().lrange(buffer.CLICK_BUFFER_KEY, 0, -1)
     clicks_flush()
 
-    # A flusher that died after its insert but before trimming leaves the same batch behind.
+    # A flusher that died after its insert but before trimming leaves the same batch behind,
+    # with newer clicks after it: the stored ones are skipped, the new one is stored.
     buffer.client().rpush(buffer.CLICK_BUFFER_KEY, *raw)
+    _follow(client, link)
     clicks_flush()
 
-    assert Click.objects.count() == 2
+    assert Click.objects.count() == 3
 
 
 def test_a_flusher_that_holds_the_lock_keeps_others_out(client, link, redis_url):
@@ -170,3 +172,26 @@ def test_a_redirect_whose_redis_connection_broke_stores_its_click_and_the_next_o
     assert buffer.client().llen(buffer.CLICK_BUFFER_KEY) == 2
     assert clicks_flush() == 2
     assert Click.objects.count() == 3
+
+
+def test_the_unique_flag_looks_at_the_visitors_clicks_stored_by_earlier_flushes(alice, link, redis_url):
+    other = link_create(creator=alice, url="https://shop.example/other")
+    now = time.time()
+
+    def buffered(on, seconds_ago, visitor="v" * 22):
+        payload = {"id": new_click_id(), "link": on.id, "creator": alice.id, "ts": now - seconds_ago, "method": "GET",
+                   "ip": "81.2.69.160", "ua": BROWSER, "al": "en-US", "vid": visitor}
+        buffer.client().rpush(buffer.CLICK_BUFFER_KEY, json.dumps(payload))
+        return payload["id"]
+
+    first = buffered(link, 2 * 3600)
+    clicks_flush()
+    after_an_hour_and_a_half = buffered(link, 1800)
+    clicks_flush()
+    within_the_hour = buffered(link, 0)
+    another_link = buffered(other, 0)
+    another_visitor = buffered(link, 0, visitor="w" * 22)
+    clicks_flush()
+
+    unique = dict(Click.objects.values_list("public_id", "is_unique"))
+    assert unique == {first: True, after_an_hour_and_a_half: True, within_the_hour: False, another_link: True, another_visitor: True}
