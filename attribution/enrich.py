@@ -64,6 +64,7 @@ def _geoip():
     return GeoIP2Fast()
 
 
+@functools.lru_cache(maxsize=16384)
 def country_for_ip(ip: str | None) -> str:
     if not ip:
         return ""

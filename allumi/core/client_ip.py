@@ -4,6 +4,7 @@ When the peer is a trusted proxy, the client is the right-most X-Forwarded-For e
 itself a trusted proxy; otherwise it is the peer. Nothing else in Allumi reads X-Forwarded-For.
 """
 
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -38,6 +39,7 @@ def client_ip(request) -> str | None:
     return str(peer)
 
 
+@functools.lru_cache(maxsize=16384)  # the click flusher asks for every click; visitors and NATs repeat
 def network_prefix(ip: str | None) -> str:
     """The /24 (IPv4) or /48 (IPv6) network an address belongs to, as CIDR text."""
     if not ip:

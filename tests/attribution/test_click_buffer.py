@@ -195,3 +195,37 @@ def test_the_unique_flag_looks_at_the_visitors_clicks_stored_by_earlier_flushes(
 
     unique = dict(Click.objects.values_list("public_id", "is_unique"))
     assert unique == {first: True, after_an_hour_and_a_half: True, within_the_hour: False, another_link: True, another_visitor: True}
+
+
+def test_the_flusher_pauses_between_batches_as_long_as_the_last_one_took(client, link, redis_url, settings, monkeypatch):
+    settings.CLICK_FLUSH_BATCH_SIZE = 2
+    settings.CLICK_FLUSH_PAUSE_RATIO = 1.0
+    _follow(client, link, times=5)
+    pauses = []
+    monkeypatch.setattr("attribution.services.time.sleep", pauses.append)
+
+    assert clicks_flush() == 5
+
+    assert len(pauses) == 2  # three batches: 2 + 2 + 1
+    assert all(0 < pause <= 1.0 for pause in pauses)
+    settings.CLICK_FLUSH_PAUSE_RATIO = 0
+    pauses.clear()
+    _follow(client, link, times=5)
+    assert clicks_flush() == 5
+    assert pauses == []
+
+
+def test_without_database_foreign_keys_django_still_protects_clicked_links(client, alice, link, redis_url):
+    from django.db.models import ProtectedError
+
+    unclicked = link_create(creator=alice, url="https://shop.example/never")
+    _follow(client, link)
+    clicks_flush()
+
+    with pytest.raises(ProtectedError):
+        link.delete()
+    with pytest.raises(ProtectedError):  # nor its creator, with the link
+        alice.delete()
+    unclicked.delete()
+
+    assert list(Click.objects.values_list("link_id", flat=True)) == [link.id]
