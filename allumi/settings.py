@@ -263,8 +263,9 @@ LINK_CACHE_SHARED_TTL = env_int("LINK_CACHE_SHARED_TTL", 300, minimum=1)
 CLICK_SPOOL_DIR = env_str("CLICK_SPOOL_DIR", str(Path(tempfile.gettempdir()) / "allumi-clicks"))
 CLICK_SPOOL_INTERVAL = env_float("CLICK_SPOOL_INTERVAL", 0.2)
 CLICK_FLUSH_BATCH_SIZE = env_int("CLICK_FLUSH_BATCH_SIZE", 250, minimum=1)
-# Between two batches the flusher pauses this many times as long as the last batch took (0: never),
-# leaving the CPU to the web processes on the same machine (attribution.services.clicks_flush).
+# Between two batches the flusher, and between two parts of a run the click rollup, pause this many
+# times as long as the last one took (0: never), leaving the CPU to the web processes on the same
+# machine (attribution.services.clicks_flush, attribution.rollups.rollup_clicks).
 CLICK_FLUSH_PAUSE_RATIO = env_float("CLICK_FLUSH_PAUSE_RATIO", 1.0)
 # A flusher that dies keeps the buffer locked this long; each batch renews the lock.
 CLICK_FLUSH_LOCK_TIMEOUT = env_int("CLICK_FLUSH_LOCK_TIMEOUT", 30, minimum=1)

@@ -6,6 +6,7 @@ aggregate to the rollup with one INSERT … ON CONFLICT DO UPDATE (increments), 
 cursor, all in one transaction: a run that dies changes nothing, two runs never count a row twice.
 """
 
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.utils import timezone
 from attribution.models import Click, CreditLedger, RollupCursor
 
 BATCH = 200_000
+PART_CLICKS = 1_000  # clicks per part of a rollup run (rollup_clicks)
 
 _DIMENSIONS = {
     "referrer": "CASE WHEN c.referrer_domain = '' THEN 'direct' ELSE c.referrer_domain END",
@@ -51,11 +53,11 @@ def _day(column: str) -> str:
 
 
 def _dimension_rows() -> str:
-    """Only fixed fragments are formatted in; the id range is two parameters."""
+    """Only fixed fragments are formatted in; the id range and the part are four parameters."""
     return (
         f"SELECT c.creator_id, c.link_id, {_day('c.occurred_at')} AS day, d.name AS dimension, {_DIMENSION_VALUE} AS value "  # noqa: S608
         f"FROM attribution_click c JOIN links_link l ON l.id = c.link_id CROSS JOIN ({_DIMENSION_NAMES}) AS d "
-        f"WHERE c.id > %s AND c.id <= %s AND NOT c.is_bot"
+        f"WHERE c.id > %s AND c.id <= %s AND c.link_id %% %s = %s AND NOT c.is_bot"
     )
 
 
@@ -78,66 +80,84 @@ def _settled_range(name: str, table: str) -> tuple[RollupCursor, int]:
 
 
 def rollup_clicks(*, batch: int = BATCH) -> int:
-    """Add clicks with new ids to the hourly and dimension rollups; returns how many were read."""
+    """Add clicks with new ids to the hourly and dimension rollups; returns how many were read.
+
+    The range is rolled up in parts of about PART_CLICKS clicks, each part the clicks of a subset
+    of the links (link id modulo the number of parts), so a rollup row still takes all its range's
+    clicks at once. Between parts it pauses CLICK_FLUSH_PAUSE_RATIO times as long as the last
+    part took: half a minute of clicks rolled up in one go took a core from the web processes of
+    the same machine for a second or more, and every request of that second waited.
+    """
     with transaction.atomic():
         cursor, safe = _settled_range("clicks", Click._meta.db_table)
         start, end = cursor.last_id, min(safe, cursor.last_id + batch)
         if end > start:
+            parts = -(-(end - start) // PART_CLICKS)
             with connection.cursor() as db:
-                # The same counts per hour and per whole day; only fixed SQL fragments are formatted in.
-                for table, column, truncate in (("attribution_hourlylinkclicks", "hour", _hour), ("attribution_dailylinkclicks", "day", _day)):
-                    db.execute(
-                        f"""
-                        INSERT INTO {table} (creator_id, link_id, {column}, clicks, unique_clicks, bot_clicks)
-                        SELECT creator_id, link_id, {truncate("occurred_at")},
-                               SUM(CASE WHEN is_bot THEN 0 ELSE 1 END),
-                               SUM(CASE WHEN is_unique AND NOT is_bot THEN 1 ELSE 0 END),
-                               SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)
-                        FROM attribution_click WHERE id > %s AND id <= %s
-                        GROUP BY creator_id, link_id, {truncate("occurred_at")}
-                        ON CONFLICT (link_id, {column}) DO UPDATE SET
-                            clicks = {table}.clicks + excluded.clicks,
-                            unique_clicks = {table}.unique_clicks + excluded.unique_clicks,
-                            bot_clicks = {table}.bot_clicks + excluded.bot_clicks
-                        """,  # noqa: S608
-                        [start, end],
-                    )
-                # Per link (link pages), then per creator (the overview) from the per-link counts:
-                # the human clicks times eight dimensions are grouped once, not once per rollup.
                 if connection.vendor == "postgresql":
-                    db.execute("SET LOCAL work_mem = '64MB'")  # that grouping sorts in memory, not on disk
-                db.execute(
-                    f"""
-                    CREATE TEMPORARY TABLE {_DIMENSION_COUNTS} AS
-                    SELECT creator_id, link_id, day, dimension, value, COUNT(*) AS clicks
-                    FROM ({_dimension_rows()}) AS rows
-                    WHERE value <> ''
-                    GROUP BY creator_id, link_id, day, dimension, value
-                    """,  # noqa: S608
-                    [start, end],
-                )
-                db.execute(
-                    f"""
-                    INSERT INTO attribution_dailyclickdimension (creator_id, link_id, day, dimension, value, clicks)
-                    SELECT creator_id, link_id, day, dimension, value, clicks FROM {_DIMENSION_COUNTS}
-                    WHERE true
-                    ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET
-                        clicks = attribution_dailyclickdimension.clicks + excluded.clicks
-                    """  # noqa: S608 ("WHERE true": SQLite's parser needs it before an upsert's ON)
-                )
-                db.execute(
-                    f"""
-                    INSERT INTO attribution_dailycreatordimension (creator_id, day, dimension, value, clicks)
-                    SELECT creator_id, day, dimension, value, SUM(clicks) FROM {_DIMENSION_COUNTS}
-                    GROUP BY creator_id, day, dimension, value
-                    ON CONFLICT (creator_id, day, dimension, value) DO UPDATE SET
-                        clicks = attribution_dailycreatordimension.clicks + excluded.clicks
-                    """  # noqa: S608
-                )
-                db.execute(f"DROP TABLE {_DIMENSION_COUNTS}")
+                    db.execute("SET LOCAL work_mem = '64MB'")  # the dimension grouping sorts in memory
+                for part in range(parts):
+                    took = time.monotonic()
+                    _rollup_click_part(db, start, end, parts, part)
+                    took = time.monotonic() - took
+                    if part + 1 < parts and settings.CLICK_FLUSH_PAUSE_RATIO:
+                        time.sleep(min(settings.CLICK_FLUSH_PAUSE_RATIO * took, 1.0))
             cursor.last_id = end
         cursor.save()
     return max(end - start, 0)
+
+
+def _rollup_click_part(db, start: int, end: int, parts: int, part: int) -> None:
+    """The clicks with ids in (start, end] of the links whose id is `part` modulo `parts`."""
+    # The same counts per hour and per whole day; only fixed SQL fragments are formatted in.
+    for table, column, truncate in (("attribution_hourlylinkclicks", "hour", _hour), ("attribution_dailylinkclicks", "day", _day)):
+        db.execute(
+            f"""
+            INSERT INTO {table} (creator_id, link_id, {column}, clicks, unique_clicks, bot_clicks)
+            SELECT creator_id, link_id, {truncate("occurred_at")},
+                   SUM(CASE WHEN is_bot THEN 0 ELSE 1 END),
+                   SUM(CASE WHEN is_unique AND NOT is_bot THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN is_bot THEN 1 ELSE 0 END)
+            FROM attribution_click WHERE id > %s AND id <= %s AND link_id %% %s = %s
+            GROUP BY creator_id, link_id, {truncate("occurred_at")}
+            ON CONFLICT (link_id, {column}) DO UPDATE SET
+                clicks = {table}.clicks + excluded.clicks,
+                unique_clicks = {table}.unique_clicks + excluded.unique_clicks,
+                bot_clicks = {table}.bot_clicks + excluded.bot_clicks
+            """,  # noqa: S608
+            [start, end, parts, part],
+        )
+    # Per link (link pages), then per creator (the overview) from the per-link counts: the human
+    # clicks times eight dimensions are grouped once, not once per rollup.
+    db.execute(
+        f"""
+        CREATE TEMPORARY TABLE {_DIMENSION_COUNTS} AS
+        SELECT creator_id, link_id, day, dimension, value, COUNT(*) AS clicks
+        FROM ({_dimension_rows()}) AS rows
+        WHERE value <> ''
+        GROUP BY creator_id, link_id, day, dimension, value
+        """,  # noqa: S608
+        [start, end, parts, part],
+    )
+    db.execute(
+        f"""
+        INSERT INTO attribution_dailyclickdimension (creator_id, link_id, day, dimension, value, clicks)
+        SELECT creator_id, link_id, day, dimension, value, clicks FROM {_DIMENSION_COUNTS}
+        WHERE true
+        ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET
+            clicks = attribution_dailyclickdimension.clicks + excluded.clicks
+        """  # noqa: S608 ("WHERE true": SQLite's parser needs it before an upsert's ON)
+    )
+    db.execute(
+        f"""
+        INSERT INTO attribution_dailycreatordimension (creator_id, day, dimension, value, clicks)
+        SELECT creator_id, day, dimension, value, SUM(clicks) FROM {_DIMENSION_COUNTS}
+        GROUP BY creator_id, day, dimension, value
+        ON CONFLICT (creator_id, day, dimension, value) DO UPDATE SET
+            clicks = attribution_dailycreatordimension.clicks + excluded.clicks
+        """  # noqa: S608
+    )
+    db.execute(f"DROP TABLE {_DIMENSION_COUNTS}")
 
 
 def rollup_credits(*, batch: int = BATCH) -> int:

@@ -153,13 +153,19 @@ def _deliver_spooled(lines: list[bytes]) -> None:
             return
         except Exception as error:
             redis_breaker.trip(error)
+    clicks_store(payloads=_readable(lines), drop_deleted_links=True)
+
+
+def _readable(lines: list[bytes]) -> list[dict]:
+    """The clicks of buffered or spooled JSON lines; an unreadable line is logged and dropped
+    (kept, it would fail its whole batch at every try)."""
     payloads = []
     for line in lines:
         try:
             payloads.append(json.loads(line))
         except ValueError:
-            logger.error("dropping an unreadable spooled click: %r", line[:200])
-    clicks_store(payloads=payloads, drop_deleted_links=True)
+            logger.error("dropping an unreadable buffered click: %r", line[:200])
+    return payloads
 
 
 def request_signals(request) -> dict:
@@ -403,13 +409,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
             raw = redis_client.lrange(buffer.CLICK_BUFFER_KEY, 0, min(batch_size, waiting - taken) - 1)
             if not raw:
                 break
-            payloads = []
-            for item in raw:
-                try:
-                    payloads.append(json.loads(item))
-                except ValueError:
-                    logger.error("dropping an unreadable buffered click: %r", item[:200])
-            written = clicks_store(payloads=payloads, drop_deleted_links=True)
+            written = clicks_store(payloads=_readable(raw), drop_deleted_links=True)
             if not lock.owned():
                 # Our lock expired and another flusher may be trimming: stop without touching the
                 # buffer; the rows just written are skipped when that batch is read again.

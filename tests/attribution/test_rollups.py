@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allumi.accounts.services import creator_create
-from attribution import reports
+from attribution import reports, rollups
 from attribution.conversions import (
     attribution_settings_for,
     conversion_attribute,
@@ -214,9 +214,12 @@ _click_spec = st.tuples(
 _batches = st.lists(st.tuples(st.lists(_click_spec, max_size=12), st.booleans()), min_size=1, max_size=4)
 
 
+@pytest.mark.parametrize("part_clicks", [rollups.PART_CLICKS, 3], ids=["one part", "parts of 3 clicks"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=_batches)
-def test_click_rollups_equal_the_raw_clicks_after_random_inserts(db, batches):
+def test_click_rollups_equal_the_raw_clicks_after_random_inserts(db, monkeypatch, part_clicks, batches):
+    monkeypatch.setattr(rollups, "PART_CLICKS", part_clicks)  # a rollup run then works link by link
+    monkeypatch.setattr(rollups.time, "sleep", lambda seconds: None)
     creator = _fresh_creator()
     links = [link_create(creator=creator, url=f"https://shop.example/{n}", title=f"link {n}", **utm) for n, utm in enumerate(LINK_UTM)]
     visitors = [new_visitor_id() for _ in range(4)]
@@ -457,3 +460,19 @@ def test_concurrent_rollups_never_count_a_row_twice(alice, django_capture_on_com
     # Between them the threads read every id from the first cursor (0) to the last row once.
     assert read["clicks"] == RollupCursor.objects.get(name="clicks").last_id == Click.objects.order_by("-id").first().id
     assert read["credits"] == RollupCursor.objects.get(name="credits").last_id == CreditLedger.objects.order_by("-id").first().id
+
+
+def test_a_rollup_in_parts_pauses_between_them(alice, monkeypatch):
+    links = [link_create(creator=alice, url=f"https://shop.example/{n}") for n in range(4)]
+    at = timezone.now() - timedelta(hours=1)
+    clicks_store(payloads=[_click(link, at=at, visitor_id=new_visitor_id()) for link in links for _ in range(3)])
+    _read_up_to_here("clicks", Click)
+    monkeypatch.setattr(rollups, "PART_CLICKS", 4)
+    pauses = []
+    monkeypatch.setattr(rollups.time, "sleep", pauses.append)
+
+    assert rollup_clicks() == 12
+
+    assert len(pauses) == 2  # three parts
+    assert all(0 < pause <= 1.0 for pause in pauses)
+    assert sum(DailyLinkClicks.objects.filter(creator=alice).values_list("clicks", flat=True)) == 12
