@@ -122,6 +122,47 @@ def test_a_conversion_naming_a_click_id_is_credited_to_that_link_at_97(alice, li
         assert _credits(conversion, model) == {links[0].id: (Decimal("1"), Decimal("49.00"))}
 
 
+INSTAGRAM_APP = PHONE + " Instagram 330.0.0.0 (iPhone15,2; iOS 17_5; en_US)"
+
+
+@pytest.mark.parametrize(
+    ("later", "confidence", "continued"),
+    [
+        (None, 97, None),
+        ({"ua": LAPTOP}, 65, "nearby"),  # another browser of the home clicked after the journey
+        ({"ua": INSTAGRAM_APP}, 40, "in_app"),  # an in-app browser there: likely the person's own phone
+        ({"ua": LAPTOP, "before": True}, 97, None),  # clicked before the journey's last click: no sign
+    ],
+)
+def test_a_click_id_is_less_sure_when_the_journeys_network_clicked_on_from_another_browser(
+    alice, links, convert, later, confidence, continued
+):
+    now = _now()
+    named = _click(links[0], at=now - timedelta(hours=2), visitor_id=new_visitor_id())
+    if later:
+        when = now - timedelta(hours=3) if later.get("before") else now - timedelta(hours=1)
+        _click(links[1], at=when, visitor_id=new_visitor_id(), ua=later["ua"])
+
+    conversion = convert(alice, click_id=named.public_id, occurred_at=now)
+
+    assert conversion.confidence == confidence
+    assert conversion.evidence.get("continued_elsewhere") == continued
+    assert _credits(conversion, "last_touch") == {links[0].id: (Decimal("1"), Decimal("0.00"))}  # credit unchanged
+
+
+def test_on_a_crowded_network_a_later_click_of_someone_else_costs_only_a_little_confidence(alice, links, convert):
+    now = _now()
+    address = f"{CARRIER}.7"
+    named = _click(links[0], at=now - timedelta(hours=2), visitor_id=new_visitor_id(), ip=address)
+    for n in range(13):  # a carrier's NAT: more visitors than any home has
+        _click(links[n % 3], at=now - timedelta(hours=1, minutes=n), visitor_id=new_visitor_id(), ip=f"{CARRIER}.{n + 20}")
+
+    conversion = convert(alice, click_id=named.public_id, occurred_at=now)
+
+    assert conversion.confidence == 97 - 10
+    assert conversion.evidence["continued_elsewhere"] == "crowded"
+
+
 def test_a_click_id_also_brings_in_the_visitors_other_clicks(alice, links, convert):
     now = _now()
     visitor = new_visitor_id()
@@ -639,8 +680,11 @@ def test_the_visitor_cookie_beats_a_fingerprint(alice, links, publishable_key, d
         response = _browser_track(publishable_key, {"event": "purchase"}, client=browser)
 
     conversion = Conversion.objects.get(pk=response.json()["id"])
-    assert conversion.confidence == 93
     assert conversion.evidence["clicks"] == [mine.public_id]
+    assert conversion.evidence["method"] == "visitor_cookie"
+    # The lookalike's later click from the same home may be this person after clearing cookies:
+    # the cookie still decides the journey, with less confidence than 93.
+    assert conversion.confidence == 65 and conversion.evidence["continued_elsewhere"] == "nearby"
 
 
 # --- refunds ----------------------------------------------------------------------------------

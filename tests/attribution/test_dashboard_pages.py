@@ -30,8 +30,8 @@ def _now():
     return timezone.now().replace(microsecond=0)
 
 
-def _click(link, *, at, visitor_id=None, ua=PHONE, referrer="") -> Click:
-    headers = {"HTTP_USER_AGENT": ua, "HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9", "REMOTE_ADDR": "81.2.69.142"}
+def _click(link, *, at, visitor_id=None, ua=PHONE, referrer="", ip="81.2.69.142") -> Click:
+    headers = {"HTTP_USER_AGENT": ua, "HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9", "REMOTE_ADDR": ip}
     if referrer:
         headers["HTTP_REFERER"] = referrer
     click_id = new_click_id()
@@ -65,8 +65,9 @@ def month(alice, convert):
     video = link_create(creator=alice, url="https://shop.example/launch", title="Launch video", utm_source="youtube")
     bio = link_create(creator=alice, url="https://shop.example/bio", title="Bio link")
     ann, ben, cat, dan = (new_visitor_id() for _ in range(4))
-    first = _click(video, at=now - timedelta(days=3), visitor_id=ann, referrer="https://www.youtube.com/watch?v=1")
-    _click(video, at=now - timedelta(days=3, minutes=-10), visitor_id=ann)
+    # Ann at her own home (the others' later clicks from hers would make her journey less sure).
+    first = _click(video, at=now - timedelta(days=3), visitor_id=ann, referrer="https://www.youtube.com/watch?v=1", ip="86.0.0.1")
+    _click(video, at=now - timedelta(days=3, minutes=-10), visitor_id=ann, ip="86.0.0.1")
     _click(video, at=now - timedelta(days=2), visitor_id=ben, ua=DESKTOP)
     _click(video, at=now - timedelta(days=2), ua=GOOGLEBOT)
     _click(video, at=now - timedelta(days=40), visitor_id=dan)

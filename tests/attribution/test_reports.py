@@ -25,6 +25,7 @@ PHONE = (
 DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 HOME_IP = "81.2.69.142"  # GB
+ANN_HOME_IP = "86.0.0.1"  # GB, another /24
 _factory = RequestFactory()
 
 
@@ -115,8 +116,9 @@ def known(alice, convert):
     video = link_create(creator=alice, url="https://shop.example/launch", title="Launch video", utm_source="youtube", utm_campaign="launch")
     bio = link_create(creator=alice, url="https://shop.example/bio", title="Bio link")
     ann, ben, cat, dan = (new_visitor_id() for _ in range(4))
-    first = _click(video, at=now - timedelta(days=3), visitor_id=ann, referrer="https://www.youtube.com/watch?v=1")
-    _click(video, at=now - timedelta(days=3) + timedelta(minutes=10), visitor_id=ann, referrer="https://www.youtube.com/watch?v=1")
+    # Ann at her home, the others at another (whose later clicks would make Ann's journey less sure).
+    first = _click(video, at=now - timedelta(days=3), visitor_id=ann, referrer="https://www.youtube.com/watch?v=1", ip=ANN_HOME_IP)
+    _click(video, at=now - timedelta(days=3) + timedelta(minutes=10), visitor_id=ann, referrer="https://www.youtube.com/watch?v=1", ip=ANN_HOME_IP)
     _click(video, at=now - timedelta(days=2), visitor_id=ben, ua=DESKTOP, query={"utm_source": "newsletter"})
     _click(bio, at=now - timedelta(days=2), visitor_id=cat, referrer="https://t.co/abc")
     _click(video, at=now - timedelta(days=2), ua=GOOGLEBOT)
