@@ -116,13 +116,21 @@ def click_capture(*, payload: dict) -> None:
             return
         except OSError as error:  # a full or unwritable disk: store this click the other way
             logger.error("click spool unusable (%r); writing the click directly", error)
-    if buffer.buffer_enabled() and not redis_breaker.is_open:
-        try:
-            buffer.append(line)
-            return
-        except Exception as error:  # Redis down or slow: fall through to the database
-            redis_breaker.trip(error)
-    clicks_store(payloads=[payload])
+    if not (buffer.buffer_enabled() and _into_buffer(buffer.append, line)):
+        clicks_store(payloads=[payload])
+
+
+def _into_buffer(write, value) -> bool:
+    """`write(value)` to the Redis buffer unless the breaker is open; False when Redis did not take
+    it (the breaker then stays open a few seconds, and the caller writes to the database)."""
+    if redis_breaker.is_open:
+        return False
+    try:
+        write(value)
+    except Exception as error:  # Redis down or slow
+        redis_breaker.trip(error)
+        return False
+    return True
 
 
 _spools: dict[str, spool.ClickSpool] = {}
@@ -147,13 +155,8 @@ def click_spool_close() -> None:
 def _deliver_spooled(lines: list[bytes]) -> None:
     """A spool shipment: into the Redis buffer in one transaction, or, when Redis does not answer,
     straight into the database. Raises when neither takes it (the spool then keeps it)."""
-    if not redis_breaker.is_open:
-        try:
-            buffer.append_many(lines)
-            return
-        except Exception as error:
-            redis_breaker.trip(error)
-    clicks_store(payloads=_readable(lines), drop_deleted_links=True)
+    if not _into_buffer(buffer.append_many, lines):
+        clicks_store(payloads=_readable(lines), drop_deleted_links=True)
 
 
 def _readable(lines: list[bytes]) -> list[dict]:
