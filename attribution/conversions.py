@@ -28,7 +28,6 @@ the later-click discounts, on seeds 7, 8 and 9: 90+ right 96.1%, 94.3%, 93.1%; 8
 import contextlib
 import hashlib
 import logging
-import re
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from time import monotonic
@@ -44,6 +43,7 @@ from allumi.core.metrics import conversions_recorded
 from allumi.core.queue import enqueue
 from allumi.core.redis_client import shared_redis
 from attribution.credit import MODELS, link_weights, split_revenue
+from attribution.enrich import is_in_app_browser
 from attribution.events import conversion_attributed_emit, conversion_created_emit, conversion_refunded_emit
 from attribution.identities import identity_observe_fingerprint, identity_resolve
 from attribution.models import AttributionSettings, Click, Conversion, Credit, CreditLedger, Identifier, Recompute
@@ -63,7 +63,6 @@ CONFIDENCE_CONTINUED_IN_APP = 40  # from an in-app browser, on a small network (
 CONFIDENCE_CONTINUED_NEARBY = 65  # from another browser on a small network
 CONTINUED_CROWDED_DISCOUNT = 10  # only on crowded networks (carrier NAT, offices): off the base
 SMALL_NETWORK_VISITORS = 12  # at most this many visitors in the window: a home, not a crowd
-_IN_APP_AGENT = re.compile(r"instagram|fban|fbav|tiktok|musical_ly|bytedance|snapchat|twitter|line/", re.IGNORECASE)
 SUBNET_ONLY_FACTOR = 0.35
 NETWORK_MATCH_WINDOW = timedelta(hours=24)
 # Agents rarer than this among a creator's clicks count at this share: lookalikes are never assumed away.
@@ -225,13 +224,14 @@ def _continued_elsewhere(conversion: Conversion, journey: list[Click], window_da
     if not later:
         return None
     since = conversion.occurred_at - timedelta(days=window_days)
-    small = {
-        network for network in {network for network, _ in later}
-        if _network_visitors_of(conversion.creator_id, network, since, conversion.occurred_at, SMALL_NETWORK_VISITORS + 1) <= SMALL_NETWORK_VISITORS
+    visitors = {
+        network: _network_visitors_of(conversion.creator_id, network, since, conversion.occurred_at, SMALL_NETWORK_VISITORS + 1)
+        for network, _ in later
     }
+    small = {network for network, count in visitors.items() if count <= SMALL_NETWORK_VISITORS}
     if not small:
         return "crowded"
-    return "in_app" if any(network in small and _IN_APP_AGENT.search(agent) for network, agent in later) else "nearby"
+    return "in_app" if any(network in small and is_in_app_browser(agent) for network, agent in later) else "nearby"
 
 
 def _network_visitors_of(creator_id: int, network: str, since: datetime, until: datetime, enough: int) -> int:

@@ -36,6 +36,16 @@ def bot_reason(user_agent: str) -> str:
     return ""
 
 
+_IN_APP_AGENTS = ("instagram", "fban", "fbav", "tiktok", "musical_ly", "bytedance", "snapchat", "twitter", "line/")
+
+
+def is_in_app_browser(user_agent: str) -> bool:
+    """A social app's own browser (Instagram, Facebook, TikTok, ...): its cookies and storage are
+    not the ones of the person's usual browser."""
+    lowered = user_agent.lower()
+    return any(agent in lowered for agent in _IN_APP_AGENTS)
+
+
 @functools.lru_cache(maxsize=8192)
 def parse_user_agent(user_agent: str) -> tuple[str, str, str, str]:
     """(browser, os, device type, device model) of a user agent."""
