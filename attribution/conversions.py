@@ -63,6 +63,10 @@ CONFIDENCE_CONTINUED_IN_APP = 40  # from an in-app browser, on a small network (
 CONFIDENCE_CONTINUED_NEARBY = 65  # from another browser on a small network
 CONTINUED_CROWDED_DISCOUNT = 10  # only on crowded networks (carrier NAT, offices): off the base
 SMALL_NETWORK_VISITORS = 12  # at most this many visitors in the window: a home, not a crowd
+LATER_CLICKS_READ = 200  # clicks after a journey read to tell whether it continued elsewhere
+# Visitors on a network are first counted among its latest clicks: this many per visitor sought.
+NETWORK_SAMPLE_PER_VISITOR = 4
+NETWORK_SAMPLE_MIN = 64
 SUBNET_ONLY_FACTOR = 0.35
 NETWORK_MATCH_WINDOW = timedelta(hours=24)
 # Agents rarer than this among a creator's clicks count at this share: lookalikes are never assumed away.
@@ -219,24 +223,36 @@ def _continued_elsewhere(conversion: Conversion, journey: list[Click], window_da
         _window_clicks(conversion, window_days)
         .filter(network__in=networks, occurred_at__gt=max(click.occurred_at for click in journey))
         .exclude(visitor_id__in=ours)
-        .values_list("network", "user_agent")[:200]
+        .values_list("network", "user_agent")[:LATER_CLICKS_READ]
     )
     if not later:
         return None
     since = conversion.occurred_at - timedelta(days=window_days)
-    visitors = {
-        network: _network_visitors_of(conversion.creator_id, network, since, conversion.occurred_at, SMALL_NETWORK_VISITORS + 1)
-        for network, _ in later
+    small = {
+        network
+        for network in {network for network, _ in later}
+        if _network_visitors_of(conversion.creator_id, network, since, conversion.occurred_at, SMALL_NETWORK_VISITORS + 1) <= SMALL_NETWORK_VISITORS
     }
-    small = {network for network, count in visitors.items() if count <= SMALL_NETWORK_VISITORS}
     if not small:
         return "crowded"
     return "in_app" if any(network in small and is_in_app_browser(agent) for network, agent in later) else "nearby"
 
 
 def _network_visitors_of(creator_id: int, network: str, since: datetime, until: datetime, enough: int) -> int:
+    """How many visitors clicked the creator's links from `network` between `since` and `until`,
+    counted up to `enough`. The latest clicks are read first: on a crowded network (carrier NAT, an
+    office) a few dozen of them already hold `enough` visitors, where counting distinct visitors
+    read every click of the window (tens of thousands, 7 ms on the attribution benchmark)."""
+    table = Click._meta.db_table
+    sample = max(enough * NETWORK_SAMPLE_PER_VISITOR, NETWORK_SAMPLE_MIN)
     with connection.cursor() as db:
-        db.execute(_NETWORK_VISITORS_SQL.format(table=Click._meta.db_table), [creator_id, since, until, network, enough])
+        db.execute(_NETWORK_LATEST_SQL.format(table=table), [creator_id, since, until, network, sample])
+        latest = db.fetchall()
+        seen = len({visitor_id for (visitor_id,) in latest})
+        if seen >= enough or len(latest) < sample:
+            return min(seen, enough)
+        # A few visitors clicking very often: count them all.
+        db.execute(_NETWORK_VISITORS_SQL.format(table=table), [creator_id, since, until, network, enough])
         return db.fetchone()[0]
 
 
@@ -300,6 +316,11 @@ _CANDIDATES_SQL = """
     FROM {table}
     WHERE creator_id = %s AND NOT is_bot AND occurred_at >= %s AND occurred_at <= %s AND {match}
     GROUP BY visitor_id ORDER BY MAX(occurred_at) DESC LIMIT 50
+"""
+_NETWORK_LATEST_SQL = """
+    SELECT visitor_id FROM {table}
+    WHERE creator_id = %s AND NOT is_bot AND occurred_at >= %s AND occurred_at <= %s AND network = %s
+    ORDER BY occurred_at DESC LIMIT %s
 """
 # `visitor_id || ''`: with a plain visitor_id PostgreSQL may walk the visitor index in order,
 # hoping to stop at the limit, and then read the whole window when the network has fewer visitors

@@ -163,6 +163,36 @@ def test_on_a_crowded_network_a_later_click_of_someone_else_costs_only_a_little_
     assert conversion.evidence["continued_elsewhere"] == "crowded"
 
 
+def test_a_crowded_network_is_told_apart_even_when_its_latest_clicks_come_from_a_few_heavy_clickers(alice, links, convert):
+    # Visitors are first counted among a network's latest clicks; when those hold only a few
+    # visitors, the earlier ones must still be counted, or a carrier's NAT would pass for a home.
+    now = _now()
+    named = _click(links[0], at=now - timedelta(hours=5), visitor_id=new_visitor_id(), ip=f"{CARRIER}.7")
+    for n in range(13):
+        _click(links[0], at=now - timedelta(hours=4, minutes=n), visitor_id=new_visitor_id(), ip=f"{CARRIER}.{n + 20}")
+    heavy = [new_visitor_id(), new_visitor_id()]
+    for n in range(70):
+        _click(links[1], at=now - timedelta(hours=2, seconds=n), visitor_id=heavy[n % 2], ip=f"{CARRIER}.99")
+
+    conversion = convert(alice, click_id=named.public_id, occurred_at=now)
+
+    assert conversion.evidence["continued_elsewhere"] == "crowded"
+    assert conversion.confidence == 97 - 10
+
+
+def test_a_home_whose_other_browser_clicked_many_times_is_still_a_home(alice, links, convert):
+    now = _now()
+    named = _click(links[0], at=now - timedelta(hours=3), visitor_id=new_visitor_id())
+    laptop = new_visitor_id()
+    for n in range(70):  # more clicks than the first count reads, from one other browser
+        _click(links[1], at=now - timedelta(hours=2, seconds=n), visitor_id=laptop, ua=LAPTOP)
+
+    conversion = convert(alice, click_id=named.public_id, occurred_at=now)
+
+    assert conversion.evidence["continued_elsewhere"] == "nearby"
+    assert conversion.confidence == 65
+
+
 def test_a_click_id_also_brings_in_the_visitors_other_clicks(alice, links, convert):
     now = _now()
     visitor = new_visitor_id()
