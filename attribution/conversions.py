@@ -218,13 +218,16 @@ def _continued_elsewhere(conversion: Conversion, journey: list[Click], window_da
     networks = {click.network for click in journey if click.network}
     if not networks:
         return None
-    ours = {click.visitor_id for click in journey}
-    later = list(
-        _window_clicks(conversion, window_days)
-        .filter(network__in=networks, occurred_at__gt=max(click.occurred_at for click in journey))
-        .exclude(visitor_id__in=ours)
-        .values_list("network", "user_agent")[:LATER_CLICKS_READ]
+    ours = sorted({click.visitor_id for click in journey})
+    # Plain SQL: this runs for nearly every attributed conversion, recomputes included, and building
+    # it through the ORM took as long as the database took to answer it.
+    sql = _LATER_CLICKS_SQL.format(
+        table=Click._meta.db_table, networks=", ".join(["%s"] * len(networks)), ours=", ".join(["%s"] * len(ours))
     )
+    after = max(click.occurred_at for click in journey)
+    with connection.cursor() as db:
+        db.execute(sql, [conversion.creator_id, after, conversion.occurred_at, *sorted(networks), *ours, LATER_CLICKS_READ])
+        later = db.fetchall()
     if not later:
         return None
     since = conversion.occurred_at - timedelta(days=window_days)
@@ -316,6 +319,12 @@ _CANDIDATES_SQL = """
     FROM {table}
     WHERE creator_id = %s AND NOT is_bot AND occurred_at >= %s AND occurred_at <= %s AND {match}
     GROUP BY visitor_id ORDER BY MAX(occurred_at) DESC LIMIT 50
+"""
+_LATER_CLICKS_SQL = """
+    SELECT network, user_agent FROM {table}
+    WHERE creator_id = %s AND NOT is_bot AND occurred_at > %s AND occurred_at <= %s
+        AND network IN ({networks}) AND visitor_id NOT IN ({ours})
+    LIMIT %s
 """
 _NETWORK_LATEST_SQL = """
     SELECT visitor_id FROM {table}
