@@ -299,9 +299,11 @@ def _device_shares(creator_id: int, window_days: int, day) -> dict[str, float]:
             counts = dict(db.fetchall())
         total = sum(counts.values())
         shares = {_agent_key(agent): n / total for agent, n in counts.items() if n / total >= DEVICE_SHARE_FLOOR}
-        # A past day's window takes no new clicks: its shares can be kept much longer.
+        # A past day's window takes no new clicks: its shares can be kept much longer. Shares drawn
+        # from few clicks (a new creator's first hour) change quickly: kept a second per hundred.
         today = timezone.now().astimezone(UTC).date()
-        cache.set(key, shares, DEVICE_SHARES_TTL if day >= today else DEVICE_SHARES_PAST_TTL)
+        ttl = DEVICE_SHARES_PAST_TTL if day < today else min(DEVICE_SHARES_TTL, max(total // 100, 1))
+        cache.set(key, shares, ttl)
     return shares
 
 
