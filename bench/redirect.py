@@ -12,6 +12,8 @@ What it does, all on loopback:
 3. A click flusher beside the web server (`celery -A allumi worker --beat`, as in production; or a
    plain `clicks_flush()` loop, or none and a flush after the runs: `--flusher`), then gunicorn with
    `--config gunicorn.conf.py` on a free port of 127.0.0.1 serving `bench.settings`.
+   Where the server runs with autovacuum off, the click and link tables are vacuumed and analyzed
+   after the warm-up, and analyzed between runs when autovacuum's threshold says it would have.
 4. wrk, `--connections` connections, each request to a random one of the links: first the bare view
    (b) `/bench/bare/<id>`, then the real redirect (a) `/l/<id>`; `--rounds` times.
 5. gunicorn stopped, the click buffer drained, and the clicks stored for the bench creator compared
@@ -300,6 +302,37 @@ def database_activity() -> dict[str, int]:
         transactions, rows_read, rows_inserted = cursor.fetchone()
     connection.close()  # the figures are per session until it ends or a second has passed
     return {"transactions": transactions, "rows read": rows_read, "rows inserted": rows_inserted}
+
+
+AUTOVACUUM_TABLES = ("attribution_click", "links_link")
+
+
+def autovacuum_stand_in(*, vacuum: bool = False) -> list[str]:
+    """Where the server runs with autovacuum off (as a test machine's may), do for the click and
+    link tables what it would have done by now: ANALYZE each whose rows changed by more than its
+    threshold (50 rows + 10%) since last analyzed, and VACUUM as well when asked. Without it the
+    click table, emptied of the last run's clicks and never analyzed, had no statistics, and the
+    flusher's unique-visitor lookup scanned a whole index per batch (17 ms instead of 0.5 ms).
+    Returns the tables it analyzed (none when autovacuum is on)."""
+    from django.db import connection
+
+    done = []
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        if cursor.fetchone()[0] == "on":
+            return done
+        for table in AUTOVACUUM_TABLES:
+            cursor.execute(
+                "SELECT s.n_mod_since_analyze, GREATEST(c.reltuples, 0) FROM pg_stat_user_tables s"
+                " JOIN pg_class c ON c.oid = s.relid WHERE s.relname = %s",
+                [table],
+            )
+            changed, rows = cursor.fetchone()
+            if vacuum or changed > 50 + 0.1 * rows:
+                cursor.execute(f"{'VACUUM ' if vacuum else ''}ANALYZE {table}")
+                done.append(table)
+    connection.close()
+    return done
 
 
 def bench_click_count(creator_id: int) -> int:
@@ -663,6 +696,9 @@ def run(args, children: Children) -> int:
     left, _ = drain_buffer(flusher, timeout=120)
     if left:
         raise BenchError(f"the click buffer did not drain after the warm-up ({left} left)")
+    if autovacuum_stand_in(vacuum=True):
+        print("autovacuum is off on this server: VACUUM ANALYZE of the click and link tables now, ANALYZE between"
+              " runs where autovacuum would have run it")
     baseline = bench_click_count(creator_id)
     connection.close()
 
@@ -689,6 +725,7 @@ def run(args, children: Children) -> int:
                 buffer_after_real.append(buffer_length())
             time.sleep(1.2)  # PostgreSQL publishes a backend's statistics at most once a second
             result["db"] = {name: value - database_before[name] for name, value in database_activity().items()}
+            autovacuum_stand_in()
             runs.append((f"{kind} {round_no}", result))
             if args.show_wrk:
                 print(result["raw"])
