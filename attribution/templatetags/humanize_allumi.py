@@ -27,4 +27,17 @@ def kpi(value, kind: str) -> str:
 
 @register.filter
 def signed_percent(value) -> str:
-    return "—" if value is None else f"{float(value) * 100:+.0f}%"
+    """A change as a whole percentage with its sign; one that rounds to nothing is "0%", not "-0%"."""
+    if value is None:
+        return "—"
+    percent = round(float(value) * 100)
+    return f"{percent:+d}%" if percent else "0%"
+
+
+@register.filter
+def trend(value) -> str:
+    """"up" or "down" for a change that shows as at least one percent either way, else ""."""
+    if value is None:
+        return ""
+    percent = round(float(value) * 100)
+    return "up" if percent > 0 else "down" if percent < 0 else ""
