@@ -38,6 +38,7 @@ _AGENTS = [
     (1, "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"),
     (1, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
 ]
+REPEAT_VISITS = 0.08  # share of clicks that open the visitor's last link again within the hour
 _LANGUAGES = ["en-US,en;q=0.9", "en-GB,en;q=0.8", "de-DE,de;q=0.9,en;q=0.6", "es-ES,es;q=0.9", "fr-FR,fr;q=0.9", "pt-BR,pt;q=0.9"]
 # Public address blocks in a few countries, so the offline database gives each click a country.
 _NETWORKS = ["81.2.69", "8.8.4", "24.48.0", "91.198.174", "185.86.151", "177.71.128", "2.125.160", "203.2.218"]
@@ -119,15 +120,22 @@ class Command(BaseCommand):
             for _ in range(max(total // 3, 1))
         ]
         payloads = []
+        previous = None
         for _ in range(total):
-            link, source, popularity = rng.choices(links, [weight for *_, weight in links])[0]
-            start = max(link.created_at, now - timedelta(days=90))
-            span = (now - start).total_seconds()
-            # Traffic grows towards today: more recent moments are likelier.
-            when = start + timedelta(seconds=span * (rng.random() ** 0.6))
-            person = rng.choice(people)
-            if rng.random() < 0.2:  # cleared cookies or a new browser
-                person = dict(person, visitor=new_visitor_id())
+            if previous and rng.random() < REPEAT_VISITS:
+                # The same person opens the same link again minutes later: a click, not a new visitor.
+                link, source, person, when = previous
+                when = min(when + timedelta(minutes=rng.randint(1, 45)), now)
+            else:
+                link, source, _ = rng.choices(links, [weight for *_, weight in links])[0]
+                start = max(link.created_at, now - timedelta(days=90))
+                span = (now - start).total_seconds()
+                # Traffic grows towards today: more recent moments are likelier.
+                when = start + timedelta(seconds=span * (rng.random() ** 0.6))
+                person = rng.choice(people)
+                if rng.random() < 0.2:  # cleared cookies or a new browser
+                    person = dict(person, visitor=new_visitor_id())
+            previous = (link, source, person, when)
             headers = {"HTTP_USER_AGENT": person["agent"], "HTTP_ACCEPT_LANGUAGE": person["language"], "REMOTE_ADDR": person["ip"]}
             if _REFERRERS.get(source):
                 headers["HTTP_REFERER"] = _REFERRERS[source]
