@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from attribution.models import Click, CreditLedger, RollupCursor
+from attribution.services import pause_after
 
 BATCH = 200_000
 PART_CLICKS = 1_000  # clicks per part of a rollup run (rollup_clicks)
@@ -107,21 +108,16 @@ def rollup_clicks(*, batch: int = BATCH) -> int:
             with connection.cursor() as db:
                 if connection.vendor == "postgresql":
                     db.execute("SET LOCAL work_mem = '64MB'")  # the dimension grouping sorts in memory
-                took = time.monotonic()
+                step_started = time.monotonic()
                 _stage(db, start, end, parts)
                 for part in range(parts):
-                    _pause(time.monotonic() - took)
-                    took = time.monotonic()
+                    pause_after(time.monotonic() - step_started)
+                    step_started = time.monotonic()
                     _rollup_click_part(db, part)
                 db.execute(f"DROP TABLE {_STAGED}")
             cursor.last_id = end
         cursor.save()
     return max(end - start, 0)
-
-
-def _pause(took: float) -> None:
-    if settings.CLICK_FLUSH_PAUSE_RATIO:
-        time.sleep(min(settings.CLICK_FLUSH_PAUSE_RATIO * took, 1.0))
 
 
 def _rollup_click_part(db, part: int) -> None:

@@ -381,6 +381,13 @@ def _of_existing_links(payloads: list[dict]) -> list[dict]:
     return kept
 
 
+def pause_after(took: float) -> None:
+    """Sleep CLICK_FLUSH_PAUSE_RATIO times `took` seconds (at most one): between the flusher's
+    batches and the rollup's parts, the CPU goes back to the web processes of the same machine."""
+    if took > 0 and settings.CLICK_FLUSH_PAUSE_RATIO:
+        time.sleep(min(settings.CLICK_FLUSH_PAUSE_RATIO * took, 1.0))
+
+
 def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
     """Move clicks from the Redis buffer into the database, one batch at a time.
 
@@ -406,8 +413,7 @@ def clicks_flush(*, batch_size: int | None = None, max_batches: int | None = Non
         # later), so that a run ends instead of chasing every click.
         waiting = redis_client.llen(buffer.CLICK_BUFFER_KEY)
         while taken < waiting and (max_batches is None or batches < max_batches):
-            if last_took and settings.CLICK_FLUSH_PAUSE_RATIO:
-                time.sleep(min(settings.CLICK_FLUSH_PAUSE_RATIO * last_took, 1.0))
+            pause_after(last_took)
             started = time.monotonic()
             raw = redis_client.lrange(buffer.CLICK_BUFFER_KEY, 0, min(batch_size, waiting - taken) - 1)
             if not raw:

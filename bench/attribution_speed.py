@@ -70,6 +70,8 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.autovacuum import autovacuum_stand_in  # noqa: E402 (after the path fix)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/allumi_bench_attr"
 BENCH_EMAIL = "bench-attribution@allumi.invalid"
 LINKS = 50
@@ -948,39 +950,10 @@ def vacuum_after_first_pass() -> None:
     PostgreSQL's autovacuum would clean and analyze those tables as production runs; where the
     server has it switched off, do once what it would do, so the figures below are of a steady
     state rather than of half-dead tables with statistics from before any attribution."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW autovacuum")
-        if cursor.fetchone()[0] == "on":
-            return
-        t0 = time.perf_counter()
-        for table in ATTRIBUTION_TABLES:
-            cursor.execute(f"VACUUM ANALYZE {table}")
+    t0 = time.perf_counter()
+    if not autovacuum_stand_in(ATTRIBUTION_TABLES, vacuum=True):
+        return
     print(f"autovacuum is off on this server: VACUUM ANALYZE of the attribution tables, as it would: {time.perf_counter() - t0:.1f} s")
-
-
-def autovacuum_analyze_stand_in() -> float:
-    """Where the server runs with autovacuum off, ANALYZE the attribution tables whose rows changed
-    by more than autovacuum's threshold (50 rows + 10%) since last analyzed, as it would while they
-    fill. Without it the first pass ran on statistics from before the creator's identifiers
-    existed, and PostgreSQL read all of them to resolve each conversion (59 ms at 85,000). Returns
-    the seconds it took (0 when autovacuum is on)."""
-    from django.db import connection
-
-    started = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW autovacuum")
-        if cursor.fetchone()[0] == "on":
-            return 0.0
-        cursor.execute(
-            "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
-            " WHERE s.relname = ANY(%s) AND s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0)",
-            [list(ATTRIBUTION_TABLES)],
-        )
-        for (table,) in cursor.fetchall():
-            cursor.execute(f"ANALYZE {table}")
-    return time.perf_counter() - started
 
 
 def first_pass(args, creator_id: int) -> dict:
@@ -1006,7 +979,11 @@ def first_pass(args, creator_id: int) -> dict:
     for done, conversion_id in enumerate(ids, 1):
         conversion_attribute(conversion_id=conversion_id)
         if done % 1000 == 0:
-            analyzing += autovacuum_analyze_stand_in()
+            # Statistics from before the creator's identifiers existed made resolving a conversion
+            # read all of them (59 ms at 85,000): analyze as autovacuum would while the tables fill.
+            analyze_started = time.perf_counter()
+            autovacuum_stand_in(ATTRIBUTION_TABLES)
+            analyzing += time.perf_counter() - analyze_started
         if done % 200 == 0:
             now = time.perf_counter()
             elapsed = now - started

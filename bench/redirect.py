@@ -53,6 +53,8 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.autovacuum import autovacuum_stand_in  # noqa: E402 (after the path fix)
+
 BENCH_EMAIL = "bench-redirect@allumi.invalid"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/allumi_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/2"
@@ -305,34 +307,6 @@ def database_activity() -> dict[str, int]:
 
 
 AUTOVACUUM_TABLES = ("attribution_click", "links_link")
-
-
-def autovacuum_stand_in(*, vacuum: bool = False) -> list[str]:
-    """Where the server runs with autovacuum off (as a test machine's may), do for the click and
-    link tables what it would have done by now: ANALYZE each whose rows changed by more than its
-    threshold (50 rows + 10%) since last analyzed, and VACUUM as well when asked. Without it the
-    click table, emptied of the last run's clicks and never analyzed, had no statistics, and the
-    flusher's unique-visitor lookup scanned a whole index per batch (17 ms instead of 0.5 ms).
-    Returns the tables it analyzed (none when autovacuum is on)."""
-    from django.db import connection
-
-    done = []
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW autovacuum")
-        if cursor.fetchone()[0] == "on":
-            return done
-        for table in AUTOVACUUM_TABLES:
-            cursor.execute(
-                "SELECT s.n_mod_since_analyze, GREATEST(c.reltuples, 0) FROM pg_stat_user_tables s"
-                " JOIN pg_class c ON c.oid = s.relid WHERE s.relname = %s",
-                [table],
-            )
-            changed, rows = cursor.fetchone()
-            if vacuum or changed > 50 + 0.1 * rows:
-                cursor.execute(f"{'VACUUM ' if vacuum else ''}ANALYZE {table}")
-                done.append(table)
-    connection.close()
-    return done
 
 
 def bench_click_count(creator_id: int) -> int:
@@ -696,7 +670,7 @@ def run(args, children: Children) -> int:
     left, _ = drain_buffer(flusher, timeout=120)
     if left:
         raise BenchError(f"the click buffer did not drain after the warm-up ({left} left)")
-    if autovacuum_stand_in(vacuum=True):
+    if autovacuum_stand_in(AUTOVACUUM_TABLES, vacuum=True):
         print("autovacuum is off on this server: VACUUM ANALYZE of the click and link tables now, ANALYZE between"
               " runs where autovacuum would have run it")
     baseline = bench_click_count(creator_id)
@@ -725,7 +699,8 @@ def run(args, children: Children) -> int:
                 buffer_after_real.append(buffer_length())
             time.sleep(1.2)  # PostgreSQL publishes a backend's statistics at most once a second
             result["db"] = {name: value - database_before[name] for name, value in database_activity().items()}
-            autovacuum_stand_in()
+            autovacuum_stand_in(AUTOVACUUM_TABLES)
+            connection.close()  # as database_activity() does: its figures are per session
             runs.append((f"{kind} {round_no}", result))
             if args.show_wrk:
                 print(result["raw"])

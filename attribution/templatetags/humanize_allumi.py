@@ -25,19 +25,21 @@ def kpi(value, kind: str) -> str:
     return f"{int(value):,}"
 
 
+def _whole_percent(change) -> int:
+    return round(float(change) * 100)
+
+
 @register.filter
 def signed_percent(value) -> str:
     """A change as a whole percentage with its sign; one that rounds to nothing is "0%", not "-0%"."""
     if value is None:
         return "—"
-    percent = round(float(value) * 100)
+    percent = _whole_percent(value)
     return f"{percent:+d}%" if percent else "0%"
 
 
 @register.filter
 def trend(value) -> str:
     """"up" or "down" for a change that shows as at least one percent either way, else ""."""
-    if value is None:
-        return ""
-    percent = round(float(value) * 100)
+    percent = 0 if value is None else _whole_percent(value)
     return "up" if percent > 0 else "down" if percent < 0 else ""
